@@ -1,0 +1,59 @@
+"""The PyTorch backend (the default): CPU or CUDA, float32 or float64, a batch of trials.
+
+    runner = compile(network, TorchConfig(device="cpu", seeds=(0, 1, 2)))
+    results = runner.run(1000.0)   # ms
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from evospike.errors import EvoSpikeError
+from evospike.ir.network import Network
+
+from .compiler import NODE_COMPILERS, TorchConfig, compile_network, refusals
+from .runner import TorchRunner
+
+NAME = "torch"
+ENGINES = ("auto", "eager", "native")
+
+
+def compile(network: Network, config: TorchConfig | None = None, **overrides) -> TorchRunner:
+    """Compile ``network`` for the torch backend; ``overrides`` replace fields of ``config``."""
+    import torch
+
+    cfg = replace(config or TorchConfig(), **overrides)
+    if cfg.precision not in ("float32", "float64"):
+        raise EvoSpikeError(f"torch backend: precision must be 'float32' or 'float64' "
+                            f"(got {cfg.precision!r})")
+    if cfg.engine not in ENGINES:
+        raise EvoSpikeError(f"torch backend: engine must be one of {ENGINES} (got {cfg.engine!r})")
+    if not cfg.seeds:
+        raise EvoSpikeError("torch backend: seeds must name at least one trial")
+    cfg = replace(cfg, seeds=tuple(int(s) for s in cfg.seeds))
+    try:
+        device = torch.device(cfg.device)
+    except RuntimeError as exc:
+        raise EvoSpikeError(f"torch backend: bad device {cfg.device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EvoSpikeError(f"torch backend: device {cfg.device!r} requested but CUDA is not "
+                            "available on this machine")
+    cn = compile_network(network, cfg)
+    engine, note = _choose_engine(cn, cfg.engine)
+    return TorchRunner(cn, engine, note)
+
+
+def _choose_engine(cn, requested: str) -> tuple[str, str]:
+    if requested == "eager":
+        return "eager", "eager engine requested"
+    from .native.engine import native_unavailable_reason
+
+    reason = native_unavailable_reason(cn)
+    if reason is None:
+        return "native", "compiled multi-step CPU kernel"
+    if requested == "native":
+        raise EvoSpikeError(f"torch backend: the native engine cannot run this network: {reason}")
+    return "eager", f"eager engine (native kernel not used: {reason})"
+
+
+__all__ = ["compile", "TorchConfig", "TorchRunner", "NAME", "NODE_COMPILERS", "refusals"]

@@ -1,0 +1,203 @@
+"""IR -> torch tensors. One compiler per IR node type, registered in `NODE_COMPILERS`; a node
+type without one is refused before the run, listed with every other refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from evospike.dynamics import IzhikevichStep, LinearStep, one_step
+from evospike.errors import UnsupportedError
+from evospike.ir.network import Network
+from evospike.ir.nodes import (
+    CHANNELS,
+    CurrentInput,
+    PoissonSource,
+    Population,
+    Projection,
+    SpikeMonitor,
+    SpikeTimesSource,
+    StateMonitor,
+    WeightMonitor,
+)
+from evospike.realize import current_is_constant, initial_state, spike_time_steps
+
+
+@dataclass
+class TorchConfig:
+    """How the torch backend runs a network.
+
+    ``seeds``: one seed per trial of the batch (trial b draws its initial state and Poisson
+    inputs from ``seeds[b]``). ``engine``: ``"eager"`` (torch operations, any device),
+    ``"native"`` (compiled multi-step CPU kernel) or ``"auto"`` (native where it can run)."""
+
+    device: str = "cpu"
+    precision: str = "float32"
+    seeds: tuple[int, ...] = (0,)
+    engine: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class TPopulation:
+    name: str
+    size: int
+    step: LinearStep | IzhikevichStep
+    x: torch.Tensor  # (k, trials, n)
+    refrac: torch.Tensor  # (trials, n) int32: steps of refractoriness left
+    spiked: torch.Tensor  # (trials, n) bool
+    consts: dict[str, torch.Tensor]
+    buf: torch.Tensor | None = None  # (delay slots, channels used, trials, n)
+    channels: list[int] = field(default_factory=list)  # channel index (CHANNELS) per buf slot
+    currents: list[CurrentInput] = field(default_factory=list)  # time-varying injected currents
+    has_refractory: bool = False
+
+
+@dataclass
+class TSource:
+    name: str
+    size: int
+    node: PoissonSource | SpikeTimesSource
+    fixed_steps: np.ndarray | None = None  # spike-time sources: steps and neurons, precomputed
+    fixed_neurons: np.ndarray | None = None
+
+
+@dataclass
+class TProjection:
+    name: str
+    pre: str
+    post: str
+    n_pre: int
+    n_post: int
+    indptr: torch.Tensor  # int64 (n_pre + 1)
+    indices: torch.Tensor  # int32 (nnz)
+    weights: torch.Tensor  # float (nnz)
+    delays: torch.Tensor | None  # int16/int32 (nnz), None when all delays equal
+    uniform_delay: int
+    max_delay: int
+    channel_slot: int = 0  # index into the post population's buffer channels
+
+
+@dataclass
+class CompiledNetwork:
+    network: Network
+    config: TorchConfig
+    dtype: torch.dtype
+    device: torch.device
+    populations: dict[str, TPopulation]
+    sources: dict[str, TSource]
+    projections: dict[str, TProjection]
+    spike_monitors: list[SpikeMonitor]
+    state_monitors: dict[str, StateMonitor]
+    weight_monitors: dict[str, WeightMonitor]
+
+
+def _t(array, dtype, device) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
+
+
+def compile_population(pop: Population, net: Network, cfg: TorchConfig, dtype, device):
+    step = one_step(pop.model, pop.name, net.dt_ms)
+    trials = len(cfg.seeds)
+    inits = [initial_state(pop, seed) for seed in cfg.seeds]
+    x = np.stack([np.stack([init[s] for init in inits]) for s in step.state_names])
+    consts: dict[str, torch.Tensor] = {}
+    if isinstance(step, LinearStep):
+        q = step.q.copy()
+        for cur in net.currents.values():
+            if cur.target == pop.name and current_is_constant(cur):
+                q = q + step.G * np.broadcast_to(np.asarray(cur.amplitude), (pop.size,))
+        consts.update(P=_t(step.P, dtype, device), q=_t(q, dtype, device),
+                      G=_t(step.G, dtype, device), v_thresh=_t(step.v_thresh, dtype, device),
+                      v_reset=_t(step.v_reset, dtype, device))
+        if step.theta_jump is not None:
+            consts["theta_jump"] = _t(step.theta_jump, dtype, device)
+        consts["refrac_steps"] = _t(step.refrac_steps, torch.int32, device)
+        has_refractory = bool(np.any(step.refrac_steps > 0))
+    else:
+        i_bias = np.broadcast_to(step.i_bias, (pop.size,)).copy()
+        for cur in net.currents.values():
+            if cur.target == pop.name and current_is_constant(cur):
+                i_bias = i_bias + np.broadcast_to(np.asarray(cur.amplitude), (pop.size,))
+        for key in ("a", "b", "c", "d", "v_peak", "decay_exc", "decay_inh"):
+            consts[key] = _t(getattr(step, key), dtype, device)
+        consts["i_bias"] = _t(i_bias, dtype, device)
+        has_refractory = False
+    currents = [c for c in net.currents.values()
+                if c.target == pop.name and not current_is_constant(c)]
+    return TPopulation(
+        name=pop.name, size=pop.size, step=step, x=_t(x, dtype, device),
+        refrac=torch.zeros((trials, pop.size), dtype=torch.int32, device=device),
+        spiked=torch.zeros((trials, pop.size), dtype=torch.bool, device=device),
+        consts=consts, currents=currents, has_refractory=has_refractory,
+    )
+
+
+def compile_source(src, net: Network, cfg: TorchConfig, dtype, device) -> TSource:
+    out = TSource(src.name, src.size, src)
+    if isinstance(src, SpikeTimesSource):
+        out.fixed_steps, out.fixed_neurons = spike_time_steps(src, net.dt_ms)
+    return out
+
+
+def compile_projection(proj: Projection, net: Network, cfg: TorchConfig, dtype, device):
+    delays = proj.delays
+    uniform = proj.n_synapses == 0 or bool(np.all(delays == delays[0]))
+    max_delay = int(delays.max()) if proj.n_synapses else 1
+    delay_dtype = torch.int16 if max_delay < 2**15 else torch.int32
+    return TProjection(
+        name=proj.name, pre=proj.pre, post=proj.post, n_pre=proj.n_pre, n_post=proj.n_post,
+        indptr=_t(proj.indptr, torch.int64, device),
+        indices=_t(proj.indices, torch.int32, device),
+        weights=_t(proj.weights, dtype, device),
+        delays=None if uniform else _t(delays, delay_dtype, device),
+        uniform_delay=int(delays[0]) if proj.n_synapses else 1, max_delay=max_delay,
+    )
+
+
+NODE_COMPILERS: dict[type, Callable] = {
+    Population: compile_population,
+    PoissonSource: compile_source,
+    SpikeTimesSource: compile_source,
+    Projection: compile_projection,
+}
+
+
+def refusals(net: Network) -> list[str]:
+    """Every node this backend cannot carry, with the reason (empty: it runs)."""
+    out = []
+    nodes = [*net.populations.values(), *net.sources.values(), *net.projections.values()]
+    for node in nodes:
+        if type(node) not in NODE_COMPILERS:
+            out.append(f"{type(node).__name__} '{node.name}': no torch compiler for this node type")
+    return out
+
+
+def compile_network(net: Network, cfg: TorchConfig) -> CompiledNetwork:
+    problems = refusals(net)
+    if problems:
+        raise UnsupportedError("torch", problems)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.precision]
+    device = torch.device(cfg.device)
+    pops = {p.name: NODE_COMPILERS[type(p)](p, net, cfg, dtype, device)
+            for p in net.populations.values()}
+    srcs = {s.name: NODE_COMPILERS[type(s)](s, net, cfg, dtype, device)
+            for s in net.sources.values()}
+    projs = {p.name: NODE_COMPILERS[type(p)](p, net, cfg, dtype, device)
+             for p in net.projections.values()}
+    # One ring buffer per population: a slot per delay step, a row per channel in use.
+    trials = len(cfg.seeds)
+    for pop in pops.values():
+        incoming = [p for p in projs.values() if p.post == pop.name]
+        pop.channels = sorted({CHANNELS.index(net.projections[p.name].target) for p in incoming})
+        for p in incoming:
+            p.channel_slot = pop.channels.index(CHANNELS.index(net.projections[p.name].target))
+        if incoming:
+            slots = max(p.max_delay for p in incoming) + 1
+            pop.buf = torch.zeros((slots, len(pop.channels), trials, pop.size), dtype=dtype,
+                                  device=device)
+    return CompiledNetwork(net, cfg, dtype, device, pops, srcs, projs, list(net.spike_monitors),
+                           dict(net.state_monitors), dict(net.weight_monitors))

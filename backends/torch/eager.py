@@ -1,0 +1,152 @@
+"""The eager engine: one time step as a sequence of torch operations. Runs on any device and
+is the reference the native CPU kernel is tested against.
+
+Per step (see `evospike.dynamics` for the order): read this step's slot of each population's
+delay ring buffer, advance the state exactly, threshold, reset, then send the spikes: gather the
+CSR rows of the neurons that fired and ``index_add_`` their weights into the slot ``delay`` steps
+ahead. No dense N x N matrix exists anywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from evospike.dynamics import LinearStep
+from evospike.ir.nodes import CHANNELS
+
+from .compiler import CompiledNetwork, TPopulation, TProjection
+
+
+def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
+                   current: torch.Tensor | None) -> None:
+    """Advance a linear-model population by one step in place; sets ``pop.spiked``."""
+    step: LinearStep = pop.step  # type: ignore[assignment]
+    c = pop.consts
+    x = pop.x
+    k = x.shape[0]
+    P, q = c["P"], c["q"]
+    new = [None] * k
+    for i in range(k):
+        acc = q[i]
+        for j in range(k):
+            if step.P[i, j].any():
+                acc = P[i, j] * x[j] + acc
+        if current is not None and step.G[i].any():
+            acc = acc + c["G"][i] * current
+        if arrivals is not None:
+            for slot, ch in enumerate(pop.channels):
+                coef = float(step.B[i, ch])
+                if coef == 1.0:
+                    acc = acc + arrivals[slot]
+                elif coef != 0.0:
+                    acc = acc + coef * arrivals[slot]
+        new[i] = torch.broadcast_to(acc, x.shape[1:])
+    vi = step.v_index
+    v = new[vi]
+    if pop.has_refractory:
+        held = pop.refrac > 0
+        v = torch.where(held, x[vi], v)
+    thresh = c["v_thresh"]
+    if step.theta_index is not None:
+        thresh = thresh + new[step.theta_index]
+    spiked = v > thresh
+    if pop.has_refractory:
+        spiked &= ~held
+    if step.reset_subtract:
+        v = v - spiked * (c["v_thresh"] - c["v_reset"])
+    else:
+        v = torch.where(spiked, c["v_reset"], v)
+    new[vi] = v
+    if step.theta_index is not None:
+        new[step.theta_index] = new[step.theta_index] + spiked * c["theta_jump"]
+    for i in range(k):
+        x[i].copy_(new[i])
+    if pop.has_refractory:
+        pop.refrac.copy_(torch.where(spiked, c["refrac_steps"], (pop.refrac - 1).clamp_(min=0)))
+    pop.spiked = spiked
+
+
+def advance_izhikevich(pop: TPopulation, arrivals: torch.Tensor | None,
+                       current: torch.Tensor | None, dt_ms: float) -> None:
+    """Advance an Izhikevich population by one step in place; sets ``pop.spiked``."""
+    c = pop.consts
+    v, u, ie, ii = pop.x[0], pop.x[1], pop.x[2], pop.x[3]
+    drive = ie + ii + c["i_bias"]
+    if current is not None:
+        drive = drive + current
+    dv = (0.04 * v + 5.0) * v + 140.0 - u + drive
+    du = c["a"] * (c["b"] * v - u)
+    v_new = v + dt_ms * dv
+    u_new = u + dt_ms * du
+    ie_new = ie * c["decay_exc"]
+    ii_new = ii * c["decay_inh"]
+    if arrivals is not None:
+        for slot, ch in enumerate(pop.channels):
+            name = CHANNELS[ch]
+            if name == "exc":
+                ie_new = ie_new + arrivals[slot]
+            elif name == "inh":
+                ii_new = ii_new + arrivals[slot]
+            else:
+                v_new = v_new + arrivals[slot]
+    spiked = v_new > c["v_peak"]
+    v_new = torch.where(spiked, c["c"], v_new)
+    u_new = u_new + spiked * c["d"]
+    pop.x[0].copy_(v_new)
+    pop.x[1].copy_(u_new)
+    pop.x[2].copy_(ie_new)
+    pop.x[3].copy_(ii_new)
+    pop.spiked = spiked
+
+
+def propagate(proj: TProjection, fired: torch.Tensor, buf: torch.Tensor, step: int) -> None:
+    """Add the weights of every synapse of the fired presynaptic neurons into ``buf``.
+
+    ``fired`` holds flat indices ``trial * n_pre + neuron``; ``buf`` is the post population's
+    ring buffer (slots, channels, trials, n_post)."""
+    if fired.numel() == 0:
+        return
+    pre = fired % proj.n_pre
+    trial = fired // proj.n_pre
+    starts = proj.indptr[pre]
+    counts = proj.indptr[pre + 1] - starts
+    total = int(counts.sum())
+    if total == 0:
+        return
+    # synapse ids: for fired row r, starts[r] .. starts[r] + counts[r] - 1, concatenated
+    row_of = torch.repeat_interleave(torch.arange(pre.numel(), device=fired.device), counts,
+                                     output_size=total)
+    offsets = torch.cumsum(counts, 0) - counts
+    syn = starts[row_of] + (torch.arange(total, device=fired.device) - offsets[row_of])
+    targets = proj.indices[syn].to(torch.int64) + trial[row_of] * proj.n_post
+    weights = proj.weights[syn]
+    slots, channels, trials, n_post = buf.shape
+    if proj.delays is None:
+        slot = (step + proj.uniform_delay) % slots
+        buf[slot, proj.channel_slot].view(-1).index_add_(0, targets, weights)
+    else:
+        slot = (step + proj.delays[syn].to(torch.int64)) % slots
+        flat = (slot * channels + proj.channel_slot) * (trials * n_post) + targets
+        buf.view(-1).index_add_(0, flat, weights)
+
+
+def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | None],
+             source_fired: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Advance every population by one step and send the spikes; returns the flat indices
+    (trial * size + neuron) of every node that fired in this step."""
+    fired: dict[str, torch.Tensor] = {}
+    for pop in cn.populations.values():
+        arrivals = None
+        if pop.buf is not None:
+            slot = step % pop.buf.shape[0]
+            arrivals = pop.buf[slot].clone()
+            pop.buf[slot].zero_()
+        if isinstance(pop.step, LinearStep):
+            advance_linear(pop, arrivals, currents.get(pop.name))
+        else:
+            advance_izhikevich(pop, arrivals, currents.get(pop.name), cn.network.dt_ms)
+        fired[pop.name] = pop.spiked.view(-1).nonzero().squeeze(1)
+    fired.update(source_fired)
+    for proj in cn.projections.values():
+        propagate(proj, fired[proj.pre], cn.populations[proj.post].buf, step)
+    return fired

@@ -1,0 +1,1 @@
+"""Compiled multi-step CPU kernel of the torch backend (C, built on first use, ctypes)."""

@@ -1,0 +1,29 @@
+"""EvoSpike: write a spiking network once, run it on PyTorch (CPU/GPU), validate it against
+Brian2, deploy it to Loihi 2 through Lava."""
+
+__version__ = "0.1.0"
+
+from evospike.connectors import AllToAll, FixedInDegree, FixedProbability, FromArrays, OneToOne
+from evospike.errors import EvoSpikeError, UnsupportedError, ValidationError
+from evospike.ir import (
+    LIF,
+    AdaptiveLIF,
+    CubaLIF,
+    CurrentInput,
+    Izhikevich,
+    Network,
+    Normal,
+    PoissonSource,
+    Population,
+    Projection,
+    SpikeTimesSource,
+    Uniform,
+)
+from evospike.results import Results
+
+__all__ = [
+    "Network", "Population", "Projection", "PoissonSource", "SpikeTimesSource", "CurrentInput",
+    "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "Uniform", "Normal", "AllToAll", "OneToOne",
+    "FixedProbability", "FixedInDegree", "FromArrays", "Results", "EvoSpikeError",
+    "ValidationError", "UnsupportedError", "__version__",
+]

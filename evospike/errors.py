@@ -1,0 +1,38 @@
+"""Error types. Every error names the object, the field and the offending value."""
+
+from __future__ import annotations
+
+
+class EvoSpikeError(Exception):
+    """Base class for errors a user can act on (bad input, unsupported feature, bad file)."""
+
+
+class ValidationError(EvoSpikeError, ValueError):
+    """An IR node or a DSL call received an invalid value.
+
+    The message always has the form ``<Kind> '<name>': <field> <problem> (got <value>)`` so a
+    user can find the line that built the bad object.
+    """
+
+    def __init__(self, kind: str, name: str, field: str, problem: str, value: object = None):
+        self.kind = kind
+        self.name = name
+        self.field = field
+        self.value = value
+        shown = "" if value is None else f" (got {_short(value)})"
+        super().__init__(f"{kind} '{name}': {field} {problem}{shown}")
+
+
+class UnsupportedError(EvoSpikeError, NotImplementedError):
+    """A backend cannot carry some nodes of a network; raised before the run, listing them all."""
+
+    def __init__(self, backend: str, reasons: list[str]):
+        self.backend = backend
+        self.reasons = list(reasons)
+        lines = "\n".join(f"  - {r}" for r in reasons)
+        super().__init__(f"backend '{backend}' cannot run this network:\n{lines}")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

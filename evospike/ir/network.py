@@ -1,0 +1,272 @@
+"""The network: a container of IR nodes plus the DSL that builds it.
+
+    net = Network("cuba", dt_ms=0.1)
+    exc = net.population("exc", 3200, LIF(tau_m_ms=20, ...))
+    net.connect(exc, inh, FixedProbability(0.02, seed=1), weight=1.62, delay_ms=0.1)
+    net.record_spikes(exc)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from evospike.connectors import Connector, FromArrays
+from evospike.errors import ValidationError
+from evospike.ir.distributions import Normal, Uniform
+from evospike.ir.neurons import NeuronModel
+from evospike.ir.nodes import (
+    CHANNELS,
+    CurrentInput,
+    InitialValue,
+    PoissonSource,
+    Population,
+    Projection,
+    SpikeMonitor,
+    SpikeTimesSource,
+    StateMonitor,
+    WeightMonitor,
+)
+from evospike.units import steps_of
+
+Endpoint = Population | PoissonSource | SpikeTimesSource | str
+
+
+@dataclass
+class Network:
+    """A spiking network: populations, spike sources, projections, injected currents, monitors.
+
+    ``dt_ms`` is the simulation time step; delays and refractory periods are whole numbers of
+    steps of it."""
+
+    name: str = "network"
+    dt_ms: float = 0.1
+    populations: dict[str, Population] = field(default_factory=dict)
+    sources: dict[str, PoissonSource | SpikeTimesSource] = field(default_factory=dict)
+    projections: dict[str, Projection] = field(default_factory=dict)
+    currents: dict[str, CurrentInput] = field(default_factory=dict)
+    spike_monitors: list[SpikeMonitor] = field(default_factory=list)
+    state_monitors: dict[str, StateMonitor] = field(default_factory=dict)
+    weight_monitors: dict[str, WeightMonitor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dt_ms, (int, float)) or not np.isfinite(self.dt_ms) or \
+                not (1e-4 <= self.dt_ms <= 100.0):
+            raise ValidationError("Network", self.name, "dt_ms", "must lie in [0.0001, 100] ms",
+                                  self.dt_ms)
+        self.dt_ms = float(self.dt_ms)
+
+    # ------------------------------------------------------------------ lookup
+    def size_of(self, name: str) -> int:
+        if name in self.populations:
+            return self.populations[name].size
+        if name in self.sources:
+            return self.sources[name].size
+        raise ValidationError("Network", self.name, "node", "has no population or source named "
+                              f"'{name}' (have {sorted(self.populations) + sorted(self.sources)})",
+                              name)
+
+    def _name_of(self, endpoint: Endpoint) -> str:
+        name = endpoint if isinstance(endpoint, str) else endpoint.name
+        self.size_of(name)
+        return name
+
+    def _claim(self, name: str) -> None:
+        taken = set(self.populations) | set(self.sources) | set(self.projections) | \
+            set(self.currents) | set(self.state_monitors) | set(self.weight_monitors)
+        if name in taken:
+            raise ValidationError("Network", self.name, "name", "is already used", name)
+
+    # ------------------------------------------------------------------ adding nodes
+    def add(self, node):
+        """Add a ready-made IR node (the DSL methods below build and add them for you)."""
+        if isinstance(node, Population):
+            self._claim(node.name)
+            self.populations[node.name] = node
+        elif isinstance(node, (PoissonSource, SpikeTimesSource)):
+            self._claim(node.name)
+            self.sources[node.name] = node
+        elif isinstance(node, Projection):
+            self._claim(node.name)
+            for side, n in (("pre", node.n_pre), ("post", node.n_post)):
+                endpoint = getattr(node, side)
+                if self.size_of(endpoint) != n:
+                    raise ValidationError("Projection", node.name, f"n_{side}",
+                                          f"does not match the size of '{endpoint}' "
+                                          f"({self.size_of(endpoint)})", n)
+            if node.post not in self.populations:
+                raise ValidationError("Projection", node.name, "post",
+                                      "must be a population (sources only send)", node.post)
+            model = self.populations[node.post].model
+            if node.target not in model.channels:
+                raise ValidationError("Projection", node.name, "target",
+                                      f"is not a channel of {model.kind} {model.channels}",
+                                      node.target)
+            self.projections[node.name] = node
+        elif isinstance(node, CurrentInput):
+            self._claim(node.name)
+            if node.target not in self.populations:
+                raise ValidationError("CurrentInput", node.name, "target",
+                                      "must be a population of the network", node.target)
+            node.check_target_size(self.populations[node.target].size)
+            self.currents[node.name] = node
+        elif isinstance(node, SpikeMonitor):
+            self.size_of(node.target)
+            if any(m.target == node.target for m in self.spike_monitors):
+                raise ValidationError("SpikeMonitor", node.target, "target",
+                                      "already has a spike monitor", node.target)
+            self.spike_monitors.append(node)
+        elif isinstance(node, StateMonitor):
+            self._claim(node.name)
+            if node.target not in self.populations:
+                raise ValidationError("StateMonitor", node.name, "target",
+                                      "must be a population of the network", node.target)
+            pop = self.populations[node.target]
+            if node.variable not in pop.model.state_names:
+                raise ValidationError("StateMonitor", node.name, "variable",
+                                      f"is not a state of {pop.model.kind} "
+                                      f"{pop.model.state_names}", node.variable)
+            if node.neurons.size and (node.neurons.min() < 0 or node.neurons.max() >= pop.size):
+                raise ValidationError("StateMonitor", node.name, "neurons",
+                                      f"must lie in [0, {pop.size})",
+                                      int(node.neurons[(node.neurons < 0) |
+                                                       (node.neurons >= pop.size)][0]))
+            self.state_monitors[node.name] = node
+        elif isinstance(node, WeightMonitor):
+            self._claim(node.name)
+            if node.projection not in self.projections:
+                raise ValidationError("WeightMonitor", node.name, "projection",
+                                      "is not a projection of the network", node.projection)
+            self.weight_monitors[node.name] = node
+        else:
+            raise ValidationError("Network", self.name, "node", "is not an IR node", type(node))
+        return node
+
+    def population(self, name: str, size: int, model: NeuronModel,
+                   initial: dict[str, InitialValue] | None = None) -> Population:
+        """Add ``size`` neurons of ``model``; ``initial`` maps states to values or distributions."""
+        return self.add(Population(name, size, model, dict(initial or {})))
+
+    def poisson_source(self, name: str, size: int, rate_hz: float | np.ndarray,
+                       start_ms: float = 0.0, stop_ms: float | None = None) -> PoissonSource:
+        """Add ``size`` Poisson spike trains at ``rate_hz``."""
+        return self.add(PoissonSource(name, size, rate_hz, start_ms, stop_ms))
+
+    def spike_source(self, name: str, size: int, neurons, times_ms) -> SpikeTimesSource:
+        """Add neurons that fire at given times (``neurons[k]`` fires at ``times_ms[k]``)."""
+        return self.add(SpikeTimesSource(name, size, np.asarray(neurons), np.asarray(times_ms)))
+
+    def inject_current(self, target: Endpoint, amplitude: float | np.ndarray = 0.0, *,
+                       start_ms: float = 0.0, stop_ms: float | None = None,
+                       series: np.ndarray | None = None, name: str | None = None
+                       ) -> CurrentInput:
+        """Inject a constant (or per-step ``series``) current into a population."""
+        target_name = self._name_of(target)
+        return self.add(CurrentInput(name or f"current->{target_name}", target_name, amplitude,
+                                     start_ms, stop_ms, series))
+
+    def connect(self, pre: Endpoint, post: Endpoint, connector: Connector, *,
+                weight: float | np.ndarray | Uniform | Normal = 1.0,
+                delay_ms: float | np.ndarray | None = None, target: str = "exc",
+                name: str | None = None) -> Projection:
+        """Connect ``pre`` to ``post`` with ``connector``.
+
+        ``weight`` (in the unit of the target state: mV for LIF) is a scalar, one value per
+        synapse in CSR order, or a distribution drawn with the connector's seed. ``delay_ms``
+        defaults to one time step and must be a whole number of steps."""
+        pre_name, post_name = self._name_of(pre), self._name_of(post)
+        proj_name = name or f"{pre_name}->{post_name}"
+        if target not in CHANNELS:
+            raise ValidationError("Projection", proj_name, "target",
+                                  f"must be one of {CHANNELS}", target)
+        n_pre, n_post = self.size_of(pre_name), self.size_of(post_name)
+        rng = connector.rng()
+        indptr, indices = connector.build(n_pre, n_post, pre_name == post_name, rng)
+        nnz = int(indptr[-1])
+        order = None
+        if isinstance(connector, FromArrays):
+            _, order = connector.order(n_pre)
+            if connector.weights is not None:
+                weight = connector.weights[order]
+            if connector.delays_ms is not None:
+                delay_ms = connector.delays_ms[order]
+        weights = self._synapse_values(proj_name, "weight", weight, nnz, rng)
+        if delay_ms is None:
+            delays = np.ones(nnz, dtype=np.int32)
+        else:
+            d = np.asarray(delay_ms, dtype=np.float64)
+            if d.ndim == 0:
+                delays = np.full(nnz, steps_of(float(d), self.dt_ms, "Projection", proj_name,
+                                               "delay_ms"), dtype=np.int32)
+            elif d.shape != (nnz,):
+                raise ValidationError("Projection", proj_name, "delay_ms",
+                                      f"must be a scalar or have one value per synapse ({nnz})",
+                                      d.shape)
+            else:
+                exact = d / self.dt_ms
+                steps = np.round(exact)
+                off = np.abs(exact - steps) > 1e-6 * np.maximum(1.0, np.abs(exact))
+                if np.any(off):
+                    raise ValidationError("Projection", proj_name, "delay_ms",
+                                          f"must be whole {self.dt_ms} ms time steps",
+                                          float(d[off][0]))
+                delays = steps.astype(np.int32)
+        return self.add(Projection(proj_name, pre_name, post_name, n_pre, n_post, indptr,
+                                   indices, weights, delays, target))
+
+    @staticmethod
+    def _synapse_values(proj: str, field_name: str, value, nnz: int,
+                        rng: np.random.Generator) -> np.ndarray:
+        if isinstance(value, (Uniform, Normal)):
+            return value.draw(rng, nnz)
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.ndim == 0:
+            return np.full(nnz, float(arr))
+        if arr.shape != (nnz,):
+            raise ValidationError("Projection", proj, field_name,
+                                  f"must be a scalar or have one value per synapse ({nnz})",
+                                  arr.shape)
+        return arr.copy()
+
+    def record_spikes(self, *targets: Endpoint) -> None:
+        """Record every spike of these populations or sources."""
+        for target in targets:
+            self.add(SpikeMonitor(self._name_of(target)))
+
+    def record_state(self, target: Endpoint, variable: str, neurons=None, every_steps: int = 1,
+                     name: str | None = None) -> StateMonitor:
+        """Record ``variable`` of ``neurons`` (default: all) every ``every_steps`` steps."""
+        target_name = self._name_of(target)
+        if neurons is None:
+            neurons = np.arange(self.size_of(target_name))
+        return self.add(StateMonitor(name or f"{target_name}.{variable}", target_name, variable,
+                                     np.asarray(neurons), every_steps))
+
+    def record_weights(self, projection: Projection | str, every_steps: int,
+                       name: str | None = None) -> WeightMonitor:
+        """Snapshot the weights of ``projection`` every ``every_steps`` steps."""
+        proj = projection if isinstance(projection, str) else projection.name
+        return self.add(WeightMonitor(name or f"{proj}.weights", proj, every_steps))
+
+    # ------------------------------------------------------------------ summary
+    @property
+    def n_neurons(self) -> int:
+        return sum(p.size for p in self.populations.values())
+
+    @property
+    def n_synapses(self) -> int:
+        return sum(p.n_synapses for p in self.projections.values())
+
+    def save(self, path) -> None:
+        """Write the network to HDF5 (atomically; a lossless round trip with `load`)."""
+        from evospike.ir.serialize import save_network
+
+        save_network(self, path)
+
+    @staticmethod
+    def load(path) -> Network:
+        """Read a network written by `save`."""
+        from evospike.ir.serialize import load_network
+
+        return load_network(path)

@@ -1,0 +1,318 @@
+"""IR nodes: populations, projections, spike sources, injected currents and monitors.
+
+Plain data (dataclasses of NumPy arrays), validated on construction; no framework imports.
+Every error names the node, the field and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from evospike.errors import ValidationError
+from evospike.ir.distributions import Normal, Uniform
+from evospike.ir.neurons import NeuronModel
+
+InitialValue = float | np.ndarray | Uniform | Normal
+
+CHANNELS = ("exc", "inh", "v")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not name or "/" in name or name.strip() != name:
+        raise ValidationError(kind, str(name), "name",
+                              "must be a non-empty string without '/' or surrounding spaces", name)
+
+
+def _check_size(kind: str, name: str, size: object) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or int(size) < 1:
+        raise ValidationError(kind, name, "size", "must be a positive integer", size)
+    return int(size)
+
+
+@dataclass
+class Population:
+    """``size`` neurons of one `NeuronModel`. ``initial`` maps state names to a scalar, one value
+    per neuron, or a distribution drawn per trial from the run seed; unnamed states start at the
+    model's default."""
+
+    name: str
+    size: int
+    model: NeuronModel
+    initial: dict[str, InitialValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_name("Population", self.name)
+        self.size = _check_size("Population", self.name, self.size)
+        if not isinstance(self.model, NeuronModel):
+            raise ValidationError("Population", self.name, "model",
+                                  "must be a neuron model such as LIF(...)", self.model)
+        self.model.validate(self.name, self.size)
+        clean: dict[str, InitialValue] = {}
+        for state, value in self.initial.items():
+            if state not in self.model.state_names:
+                raise ValidationError(
+                    "Population", self.name, f"initial['{state}']",
+                    f"is not a state of {self.model.kind} (states: {self.model.state_names})",
+                    state,
+                )
+            if isinstance(value, (Uniform, Normal)):
+                clean[state] = value
+                continue
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != self.size):
+                raise ValidationError("Population", self.name, f"initial['{state}']",
+                                      f"must be a scalar or have {self.size} values", arr.shape)
+            if not np.all(np.isfinite(arr)):
+                raise ValidationError("Population", self.name, f"initial['{state}']",
+                                      "must be finite", value)
+            clean[state] = float(arr) if arr.ndim == 0 else arr
+        self.initial = clean
+
+
+@dataclass
+class PoissonSource:
+    """``size`` independent Poisson spike trains at ``rate_hz`` (scalar or per neuron), active
+    from ``start_ms`` to ``stop_ms`` (None: forever). Realised per trial from the run seed; at
+    most one spike per neuron per step, with probability ``rate_hz * dt``."""
+
+    name: str
+    size: int
+    rate_hz: float | np.ndarray
+    start_ms: float = 0.0
+    stop_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("PoissonSource", self.name)
+        self.size = _check_size("PoissonSource", self.name, self.size)
+        rate = np.asarray(self.rate_hz, dtype=np.float64)
+        if rate.ndim > 1 or (rate.ndim == 1 and rate.shape[0] != self.size):
+            raise ValidationError("PoissonSource", self.name, "rate_hz",
+                                  f"must be a scalar or have {self.size} values", rate.shape)
+        if not np.all(np.isfinite(rate)) or np.any(rate < 0):
+            raise ValidationError("PoissonSource", self.name, "rate_hz",
+                                  "must be finite and >= 0 Hz", self.rate_hz)
+        if np.any(rate > 10_000):
+            raise ValidationError("PoissonSource", self.name, "rate_hz",
+                                  "is above 10 kHz, which no neuron sustains", float(rate.max()))
+        self.rate_hz = float(rate) if rate.ndim == 0 else rate
+        if not np.isfinite(self.start_ms) or self.start_ms < 0:
+            raise ValidationError("PoissonSource", self.name, "start_ms", "must be >= 0",
+                                  self.start_ms)
+        if self.stop_ms is not None and not self.stop_ms > self.start_ms:
+            raise ValidationError("PoissonSource", self.name, "stop_ms",
+                                  "must be after start_ms", self.stop_ms)
+
+
+@dataclass
+class SpikeTimesSource:
+    """``size`` neurons that fire at given times: neuron ``neurons[k]`` at ``times_ms[k]``.
+    A spike at time t belongs to the step that contains it, ``floor(t / dt)``."""
+
+    name: str
+    size: int
+    neurons: np.ndarray
+    times_ms: np.ndarray
+
+    def __post_init__(self) -> None:
+        _check_name("SpikeTimesSource", self.name)
+        self.size = _check_size("SpikeTimesSource", self.name, self.size)
+        neurons = np.asarray(self.neurons)
+        times = np.asarray(self.times_ms, dtype=np.float64)
+        if neurons.ndim != 1 or times.ndim != 1 or neurons.shape != times.shape:
+            raise ValidationError("SpikeTimesSource", self.name, "neurons/times_ms",
+                                  "must be 1-D arrays of equal length",
+                                  (neurons.shape, times.shape))
+        if neurons.size and not np.issubdtype(neurons.dtype, np.integer):
+            raise ValidationError("SpikeTimesSource", self.name, "neurons",
+                                  "must be integer indices", neurons.dtype)
+        if neurons.size and (neurons.min() < 0 or neurons.max() >= self.size):
+            bad = neurons[(neurons < 0) | (neurons >= self.size)][0]
+            raise ValidationError("SpikeTimesSource", self.name, "neurons",
+                                  f"must lie in [0, {self.size})", int(bad))
+        if not np.all(np.isfinite(times)) or np.any(times < 0):
+            bad = times[~np.isfinite(times) | (times < 0)][0]
+            raise ValidationError("SpikeTimesSource", self.name, "times_ms",
+                                  "must be finite and >= 0", float(bad))
+        order = np.lexsort((neurons, times))
+        self.neurons = neurons[order].astype(np.int64)
+        self.times_ms = times[order]
+
+
+@dataclass
+class CurrentInput:
+    """Current injected into ``target``, in the unit of the model's bias (mV for LIF: R*I).
+
+    ``amplitude`` is a scalar or one value per neuron, applied from ``start_ms`` to ``stop_ms``;
+    or, with ``series`` (shape (T,) or (T, size)), one value per time step from ``start_ms`` on,
+    and zero after the series ends. The current is constant within a step and integrated
+    exactly with the membrane."""
+
+    name: str
+    target: str
+    amplitude: float | np.ndarray = 0.0
+    start_ms: float = 0.0
+    stop_ms: float | None = None
+    series: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("CurrentInput", self.name)
+        amp = np.asarray(self.amplitude, dtype=np.float64)
+        if not np.all(np.isfinite(amp)):
+            raise ValidationError("CurrentInput", self.name, "amplitude", "must be finite",
+                                  self.amplitude)
+        self.amplitude = float(amp) if amp.ndim == 0 else amp
+        if self.series is not None:
+            series = np.asarray(self.series, dtype=np.float64)
+            if series.ndim not in (1, 2) or series.shape[0] < 1:
+                raise ValidationError("CurrentInput", self.name, "series",
+                                      "must have shape (T,) or (T, size)", series.shape)
+            if not np.all(np.isfinite(series)):
+                raise ValidationError("CurrentInput", self.name, "series", "must be finite",
+                                      "non-finite entries")
+            self.series = series
+        if not np.isfinite(self.start_ms) or self.start_ms < 0:
+            raise ValidationError("CurrentInput", self.name, "start_ms", "must be >= 0",
+                                  self.start_ms)
+        if self.stop_ms is not None and not self.stop_ms > self.start_ms:
+            raise ValidationError("CurrentInput", self.name, "stop_ms", "must be after start_ms",
+                                  self.stop_ms)
+
+    def check_target_size(self, size: int) -> None:
+        amp = np.asarray(self.amplitude)
+        if amp.ndim == 1 and amp.shape[0] != size:
+            raise ValidationError("CurrentInput", self.name, "amplitude",
+                                  f"must be a scalar or have {size} values (size of "
+                                  f"'{self.target}')", amp.shape)
+        if self.series is not None and self.series.ndim == 2 and self.series.shape[1] != size:
+            raise ValidationError("CurrentInput", self.name, "series",
+                                  f"must have {size} columns (size of '{self.target}')",
+                                  self.series.shape)
+
+
+@dataclass
+class Projection:
+    """Synapses from ``pre`` to ``post`` in CSR form, rows indexed by presynaptic neuron.
+
+    Row i holds synapses ``indptr[i]:indptr[i+1]``: targets ``indices``, ``weights`` (added to
+    channel ``target`` of the postsynaptic neuron, in that state's unit) and ``delays`` in time
+    steps (>= 1; a spike emitted at step n arrives at step n + delay)."""
+
+    name: str
+    pre: str
+    post: str
+    n_pre: int
+    n_post: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    weights: np.ndarray
+    delays: np.ndarray
+    target: str = "exc"
+
+    def __post_init__(self) -> None:
+        _check_name("Projection", self.name)
+        kind, name = "Projection", self.name
+        if self.target not in CHANNELS:
+            raise ValidationError(kind, name, "target", f"must be one of {CHANNELS}", self.target)
+        indptr = np.asarray(self.indptr)
+        indices = np.asarray(self.indices)
+        weights = np.asarray(self.weights, dtype=np.float64)
+        delays = np.asarray(self.delays)
+        if indptr.ndim != 1 or indptr.shape[0] != self.n_pre + 1:
+            raise ValidationError(kind, name, "indptr",
+                                  f"must have n_pre + 1 = {self.n_pre + 1} entries", indptr.shape)
+        if not np.issubdtype(indptr.dtype, np.integer) or (
+            indices.size and not np.issubdtype(indices.dtype, np.integer)
+        ):
+            raise ValidationError(kind, name, "indptr/indices", "must be integer arrays",
+                                  (indptr.dtype, indices.dtype))
+        if indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+            raise ValidationError(kind, name, "indptr", "must start at 0 and never decrease",
+                                  indptr[:5])
+        nnz = int(indptr[-1])
+        for field_name, arr in (("indices", indices), ("weights", weights), ("delays", delays)):
+            if arr.ndim != 1 or arr.shape[0] != nnz:
+                raise ValidationError(kind, name, field_name,
+                                      f"has {arr.size} entries, indptr says {nnz}", arr.size)
+        if nnz and (indices.min() < 0 or indices.max() >= self.n_post):
+            bad = indices[(indices < 0) | (indices >= self.n_post)][0]
+            raise ValidationError(kind, name, "indices", f"must lie in [0, {self.n_post})",
+                                  int(bad))
+        if not np.all(np.isfinite(weights)):
+            raise ValidationError(kind, name, "weights", "must be finite",
+                                  weights[~np.isfinite(weights)][0])
+        if nnz and not np.issubdtype(delays.dtype, np.integer):
+            if np.all(delays == np.round(delays)):
+                delays = delays.astype(np.int64)
+            else:
+                raise ValidationError(kind, name, "delays", "must be whole time steps",
+                                      delays[delays != np.round(delays)][0])
+        if nnz and delays.min() < 1:
+            raise ValidationError(kind, name, "delays",
+                                  "must be >= 1 time step (a spike cannot arrive in the step "
+                                  "it is emitted)", int(delays.min()))
+        self.indptr = indptr.astype(np.int64)
+        self.indices = indices.astype(np.int32 if self.n_post < 2**31 else np.int64)
+        self.weights = weights
+        self.delays = delays.astype(np.int32)
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.indptr[-1])
+
+    def pre_indices(self) -> np.ndarray:
+        """Presynaptic neuron of every synapse (expands ``indptr``)."""
+        return np.repeat(np.arange(self.n_pre), np.diff(self.indptr))
+
+
+@dataclass
+class SpikeMonitor:
+    """Record every spike of a population or source."""
+
+    target: str
+
+
+@dataclass
+class StateMonitor:
+    """Record state ``variable`` of ``neurons`` of ``target`` every ``every_steps`` steps,
+    after the step's reset."""
+
+    name: str
+    target: str
+    variable: str
+    neurons: np.ndarray
+    every_steps: int = 1
+
+    def __post_init__(self) -> None:
+        _check_name("StateMonitor", self.name)
+        neurons = np.atleast_1d(np.asarray(self.neurons))
+        if neurons.ndim != 1 or not np.issubdtype(neurons.dtype, np.integer):
+            raise ValidationError("StateMonitor", self.name, "neurons",
+                                  "must be a 1-D array of integer indices", self.neurons)
+        self.neurons = neurons.astype(np.int64)
+        if isinstance(self.every_steps, bool) or int(self.every_steps) != self.every_steps or \
+                self.every_steps < 1:
+            raise ValidationError("StateMonitor", self.name, "every_steps",
+                                  "must be a positive integer", self.every_steps)
+        self.every_steps = int(self.every_steps)
+
+
+@dataclass
+class WeightMonitor:
+    """Snapshot all weights of a projection every ``every_steps`` steps."""
+
+    name: str
+    projection: str
+    every_steps: int
+
+    def __post_init__(self) -> None:
+        _check_name("WeightMonitor", self.name)
+        if isinstance(self.every_steps, bool) or int(self.every_steps) != self.every_steps or \
+                self.every_steps < 1:
+            raise ValidationError("WeightMonitor", self.name, "every_steps",
+                                  "must be a positive integer", self.every_steps)
+        self.every_steps = int(self.every_steps)
+
+
+Source = PoissonSource | SpikeTimesSource

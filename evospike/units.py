@@ -1,0 +1,46 @@
+"""Units. EvoSpike stores plain floats whose unit is part of the name (``tau_m_ms``,
+``v_thresh_mV``, ``rate_hz``); this module parses the strings a user types on the command line
+("1000ms", "1 s", "0.1ms") and checks values against ranges that would be absurd."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from evospike.errors import ValidationError
+
+_TIME_UNITS_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3, "min": 60_000.0}
+_TIME_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zµ]*)\s*$")
+
+
+def parse_duration_ms(text: str | float | int, what: str = "duration") -> float:
+    """Parse ``"1000ms"``, ``"1s"``, ``"250 us"`` or a bare number (milliseconds) into ms."""
+    if isinstance(text, (int, float)):
+        value, unit = float(text), "ms"
+    else:
+        match = _TIME_RE.match(str(text))
+        if not match:
+            raise ValidationError("Argument", what, "is not a time like '1000ms' or '1s'", text)
+        value, unit = float(match.group(1)), match.group(2) or "ms"
+        if unit not in _TIME_UNITS_MS:
+            raise ValidationError(
+                "Argument", what, f"has unknown unit '{unit}' (use one of {sorted(_TIME_UNITS_MS)})",
+                text,
+            )
+    ms = value * _TIME_UNITS_MS[unit]
+    if not math.isfinite(ms) or ms <= 0:
+        raise ValidationError("Argument", what, "must be a positive, finite time", text)
+    return ms
+
+
+def steps_of(duration_ms: float, dt_ms: float, kind: str, name: str, field: str) -> int:
+    """Whole number of time steps in ``duration_ms``; refuses durations that are not a whole
+    number of steps instead of rounding them silently."""
+    exact = duration_ms / dt_ms
+    steps = round(exact)
+    if abs(exact - steps) > 1e-6 * max(1.0, abs(exact)):
+        raise ValidationError(
+            kind, name, field,
+            f"is not a whole number of {dt_ms} ms time steps ({exact:.6g} steps)", duration_ms,
+        )
+    return int(steps)
