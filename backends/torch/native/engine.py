@@ -1,7 +1,230 @@
-"""Placeholder-free interim: the native engine is not built yet, so every network says so."""
+"""The native engine: hands whole chunks of steps to the C kernel (kernel.c), which updates
+the torch backend's tensors in place. CPU only; the eager engine covers every other case."""
 
 from __future__ import annotations
 
+import ctypes
+
+import numpy as np
+import torch
+
+from evospike.dynamics import LinearStep
+from evospike.ir.nodes import CHANNELS
+
+from .build import NativeBuildError, load_kernel
+
+MAX_STATES = 4
+I32, I64 = ctypes.c_int32, ctypes.c_int64
+P = ctypes.c_void_p
+
+
+def _real(precision: str):
+    return ctypes.c_float if precision == "float32" else ctypes.c_double
+
+
+def _structs(precision: str):
+    R = _real(precision)
+
+    class Pop(ctypes.Structure):
+        _fields_ = [
+            ("kind", I32), ("k", I32), ("n", I32), ("trials", I32), ("x", P), ("P", P),
+            ("q", P), ("G", P), ("pn", I32), ("Bc", P), ("nch", I32), ("v_index", I32),
+            ("theta_index", I32), ("v_thresh", P), ("v_thresh_n", I32), ("v_reset", P),
+            ("v_reset_n", I32), ("theta_jump", P), ("theta_jump_n", I32),
+            ("reset_subtract", I32), ("has_refractory", I32), ("refrac", P),
+            ("refrac_steps", P), ("refrac_steps_n", I32), ("buf", P), ("slots", I32),
+            ("current", P), ("izh", P * 8), ("izh_n", I32 * 8), ("ch_exc", I32),
+            ("ch_inh", I32), ("ch_v", I32), ("dt_ms", R), ("fired", P), ("n_fired", I64),
+            ("record", I32), ("out_step", P), ("out_flat", P), ("out_cap", I64),
+            ("out_count", I64),
+        ]
+
+    class Proj(ctypes.Structure):
+        _fields_ = [
+            ("pre_is_source", I32), ("pre", I32), ("post", I32), ("n_pre", I32),
+            ("n_post", I32), ("indptr", P), ("indices", P), ("weights", P), ("delays16", P),
+            ("delays32", P), ("uniform_delay", I32), ("channel", I32),
+        ]
+
+    class Src(ctypes.Structure):
+        _fields_ = [
+            ("n", I32), ("flat", P), ("ptr", P), ("record", I32), ("out_step", P),
+            ("out_flat", P), ("out_cap", I64), ("out_count", I64),
+        ]
+
+    return Pop, Proj, Src
+
 
 def native_unavailable_reason(cn) -> str | None:
-    return "native kernel not built in this version"
+    """None if the native kernel can run ``cn``; otherwise why not."""
+    if cn.device.type != "cpu":
+        return f"it runs on the CPU only (device is {cn.device})"
+    for pop in cn.populations.values():
+        if len(pop.step.state_names) > MAX_STATES:
+            return f"population '{pop.name}' has more than {MAX_STATES} state variables"
+    try:
+        load_kernel(cn.config.precision)
+    except (NativeBuildError, OSError) as exc:
+        return str(exc)
+    return None
+
+
+def _ptr(t) -> int | None:
+    if t is None:
+        return None
+    if isinstance(t, torch.Tensor):
+        assert t.is_contiguous() and t.device.type == "cpu"
+        return t.data_ptr()
+    return t.ctypes.data
+
+
+class NativeEngine:
+    def __init__(self, cn):
+        self.cn = cn
+        self.lib = load_kernel(cn.config.precision)
+        self.np_dtype = np.float32 if cn.config.precision == "float32" else np.float64
+        Pop, Proj, Src = _structs(cn.config.precision)
+        self._keep: list = []  # arrays the structs point into
+        recorded = {m.target for m in cn.spike_monitors}
+        pops = list(cn.populations.values())
+        self.pop_names = [p.name for p in pops]
+        self.src_names = list(cn.sources)
+        self.pops = (Pop * max(1, len(pops)))()
+        for slot, pop in enumerate(pops):
+            self._fill_pop(self.pops[slot], pop, pop.name in recorded)
+        self.srcs = (Src * max(1, len(self.src_names)))()
+        for slot, name in enumerate(self.src_names):
+            s = self.srcs[slot]
+            s.n = cn.sources[name].size
+            s.record = int(name in recorded)
+        projs = list(cn.projections.values())
+        self.projs = (Proj * max(1, len(projs)))()
+        for slot, proj in enumerate(projs):
+            c = self.projs[slot]
+            c.pre_is_source = int(proj.pre in cn.sources)
+            c.pre = self.src_names.index(proj.pre) if c.pre_is_source else \
+                self.pop_names.index(proj.pre)
+            c.post = self.pop_names.index(proj.post)
+            c.n_pre, c.n_post = proj.n_pre, proj.n_post
+            c.indptr, c.indices, c.weights = (_ptr(proj.indptr), _ptr(proj.indices),
+                                              _ptr(proj.weights))
+            if proj.delays is not None:
+                if proj.delays.dtype == torch.int16:
+                    c.delays16 = _ptr(proj.delays)
+                else:
+                    c.delays32 = _ptr(proj.delays)
+            c.uniform_delay = proj.uniform_delay
+            c.channel = proj.channel_slot
+        self.n_pops, self.n_srcs, self.n_projs = len(pops), len(self.src_names), len(projs)
+
+    def _arr(self, values, dtype=None) -> np.ndarray:
+        arr = np.ascontiguousarray(values, dtype=dtype or self.np_dtype)
+        self._keep.append(arr)
+        return arr
+
+    def _fill_pop(self, s, pop, record: bool) -> None:
+        trials = pop.x.shape[1]
+        s.k, s.n, s.trials = len(pop.step.state_names), pop.size, trials
+        s.x = _ptr(pop.x)
+        s.refrac = _ptr(pop.refrac)
+        c = pop.consts
+        if pop.buf is not None:
+            s.buf, s.slots, s.nch = _ptr(pop.buf), pop.buf.shape[0], pop.buf.shape[1]
+        s.ch_exc = s.ch_inh = s.ch_v = -1
+        for slot, ch in enumerate(pop.channels):
+            setattr(s, {"exc": "ch_exc", "inh": "ch_inh", "v": "ch_v"}[CHANNELS[ch]], slot)
+        if isinstance(pop.step, LinearStep):
+            st = pop.step
+            s.kind = 0
+            s.P, s.q, s.G = _ptr(c["P"]), _ptr(c["q"]), _ptr(c["G"])
+            s.pn = c["P"].shape[-1]
+            bc = st.B[:, pop.channels] if pop.channels else np.zeros((s.k, 0))
+            s.Bc = _ptr(self._arr(bc))
+            s.v_index = st.v_index
+            s.theta_index = -1 if st.theta_index is None else st.theta_index
+            s.v_thresh, s.v_thresh_n = _ptr(c["v_thresh"]), c["v_thresh"].numel()
+            s.v_reset, s.v_reset_n = _ptr(c["v_reset"]), c["v_reset"].numel()
+            if "theta_jump" in c:
+                s.theta_jump, s.theta_jump_n = _ptr(c["theta_jump"]), c["theta_jump"].numel()
+            s.reset_subtract = int(st.reset_subtract)
+            s.has_refractory = int(pop.has_refractory)
+            s.refrac_steps = _ptr(c["refrac_steps"])
+            s.refrac_steps_n = c["refrac_steps"].numel()
+        else:
+            s.kind = 1
+            for j, key in enumerate(("a", "b", "c", "d", "v_peak", "i_bias", "decay_exc",
+                                     "decay_inh")):
+                s.izh[j] = _ptr(c[key])
+                s.izh_n[j] = c[key].numel()
+            s.dt_ms = self.cn.network.dt_ms
+        s.fired = _ptr(self._arr(np.zeros(trials * pop.size, dtype=np.int64), np.int64))
+        s.record = int(record)
+
+    def run(self, inp, start: int, n_steps: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Run steps [start, start + n_steps) of chunk ``inp``; returns recorded spikes per node
+        as (steps, flat indices)."""
+        offset = start - inp.start
+        call_keep = []
+        for slot, name in enumerate(self.pop_names):
+            s = self.pops[slot]
+            cur = inp.currents.get(name)
+            if cur is not None:
+                arr = np.ascontiguousarray(cur[offset:offset + n_steps], dtype=self.np_dtype)
+                call_keep.append(arr)
+                s.current = arr.ctypes.data
+            else:
+                s.current = None
+        for slot, name in enumerate(self.src_names):
+            s = self.srcs[slot]
+            flat = np.ascontiguousarray(inp.source_flat[name], dtype=np.int64)
+            ptr = np.ascontiguousarray(inp.source_ptr[name][offset:offset + n_steps + 1],
+                                       dtype=np.int64)
+            call_keep += [flat, ptr]
+            s.flat, s.ptr = flat.ctypes.data, ptr.ctypes.data
+        out: dict[str, list] = {}
+        done = 0
+        while done < n_steps:
+            buffers = []
+            for s in list(self.pops[: self.n_pops]) + list(self.srcs[: self.n_srcs]):
+                if s.record:
+                    cap = max(1 << 16, 8 * s.trials * s.n) if hasattr(s, "trials") and \
+                        isinstance(s, self.pops._type_) else 1 << 20
+                    steps = np.empty(cap, np.int64)
+                    flat = np.empty(cap, np.int64)
+                    buffers.append((s, steps, flat))
+                    s.out_step, s.out_flat, s.out_cap, s.out_count = (steps.ctypes.data,
+                                                                      flat.ctypes.data, cap, 0)
+            if done:  # sources' step pointers advance with the steps already done
+                for slot, name in enumerate(self.src_names):
+                    ptr = np.ascontiguousarray(
+                        inp.source_ptr[name][offset + done:offset + n_steps + 1], dtype=np.int64)
+                    call_keep.append(ptr)
+                    self.srcs[slot].ptr = ptr.ctypes.data
+                for slot, name in enumerate(self.pop_names):
+                    cur = inp.currents.get(name)
+                    if cur is not None:
+                        arr = np.ascontiguousarray(cur[offset + done:offset + n_steps],
+                                                   dtype=self.np_dtype)
+                        call_keep.append(arr)
+                        self.pops[slot].current = arr.ctypes.data
+            ran = self.lib.evospike_run(self.pops, self.n_pops, self.srcs, self.n_srcs,
+                                        self.projs, self.n_projs, ctypes.c_int64(start + done),
+                                        ctypes.c_int64(n_steps - done))
+            for s, steps, flat in buffers:
+                name = self._name_of(s)
+                out.setdefault(name, []).append((steps[: s.out_count].copy(),
+                                                 flat[: s.out_count].copy()))
+            if ran == 0 and done < n_steps:
+                raise RuntimeError("native kernel made no progress (recording buffer too small)")
+            done += ran
+        return {name: (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+                for name, parts in out.items()}
+
+    def _name_of(self, s) -> str:
+        for slot in range(self.n_pops):
+            if ctypes.addressof(self.pops[slot]) == ctypes.addressof(s):
+                return self.pop_names[slot]
+        for slot in range(self.n_srcs):
+            if ctypes.addressof(self.srcs[slot]) == ctypes.addressof(s):
+                return self.src_names[slot]
+        raise KeyError("unknown struct")

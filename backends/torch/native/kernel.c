@@ -1,0 +1,284 @@
+/* EvoSpike native CPU kernel: many time steps of a compiled network per call.
+ *
+ * Why it exists: at 4000 neurons and 10,000 steps per simulated second the cost of a step is
+ * per-operation overhead, not arithmetic; one call into native code per chunk of steps removes
+ * that overhead. It works in place on the memory of the torch backend's tensors and does, in
+ * the same order and with the same roundings, exactly what the eager engine (eager.py) does:
+ *
+ *   per step: take this step's ring-buffer slot -> advance the state (exact linear propagator,
+ *   or forward Euler for Izhikevich) -> threshold -> reset / refractoriness -> walk the CSR row
+ *   of every neuron that fired and add its weights into the slot `delay` steps ahead.
+ *
+ * Compiled twice, with REAL = float and REAL = double, and -ffp-contract=off so that a*b+c is
+ * rounded like torch's separate multiply and add.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#ifndef REAL
+#define REAL float
+#endif
+
+#define MAX_STATES 4
+
+typedef struct {
+    int32_t kind;          /* 0: linear model, 1: Izhikevich */
+    int32_t k;             /* number of state variables */
+    int32_t n;             /* neurons */
+    int32_t trials;
+    REAL *x;               /* [k][trials][n] */
+    const REAL *P;         /* linear: [k][k][pn] */
+    const REAL *q;         /* linear: [k][pn] */
+    const REAL *G;         /* linear: [k][pn], response to one unit of injected current */
+    int32_t pn;            /* 1: parameters shared, n: one set per neuron */
+    const REAL *Bc;        /* [k][nch]: coefficient of each buffer channel on each state */
+    int32_t nch;           /* channels in the ring buffer */
+    int32_t v_index;
+    int32_t theta_index;   /* -1: no adaptive threshold */
+    const REAL *v_thresh;  int32_t v_thresh_n;
+    const REAL *v_reset;   int32_t v_reset_n;
+    const REAL *theta_jump; int32_t theta_jump_n;
+    int32_t reset_subtract;
+    int32_t has_refractory;
+    int32_t *refrac;       /* [trials][n] steps of refractoriness left */
+    const int32_t *refrac_steps; int32_t refrac_steps_n;
+    REAL *buf;             /* [slots][nch][trials][n], NULL when nothing projects here */
+    int32_t slots;
+    const REAL *current;   /* [steps][n] injected current of this call, or NULL */
+    /* Izhikevich: a, b, c, d, v_peak, i_bias, decay_exc, decay_inh, each 1 or n values */
+    const REAL *izh[8];
+    int32_t izh_n[8];
+    int32_t ch_exc, ch_inh, ch_v;   /* buffer channel of each IR channel, -1 if unused */
+    REAL dt_ms;
+    /* scratch and output */
+    int64_t *fired;        /* [trials * n]: flat indices that fired in the current step */
+    int64_t n_fired;
+    int32_t record;
+    int64_t *out_step;     /* recorded spikes (step, flat index), capacity out_cap */
+    int64_t *out_flat;
+    int64_t out_cap;
+    int64_t out_count;
+} Pop;
+
+typedef struct {
+    int32_t pre_is_source;
+    int32_t pre;           /* index into pops or sources */
+    int32_t post;          /* index into pops */
+    int32_t n_pre, n_post;
+    const int64_t *indptr;
+    const int32_t *indices;
+    const REAL *weights;
+    const int16_t *delays16;   /* per-synapse delays (one of the two, or neither) */
+    const int32_t *delays32;
+    int32_t uniform_delay;
+    int32_t channel;       /* buffer channel in the post population */
+} Proj;
+
+typedef struct {
+    int32_t n;
+    const int64_t *flat;   /* spikes of this call's steps, flat indices sorted by step */
+    const int64_t *ptr;    /* [steps + 1] into flat */
+    int32_t record;
+    int64_t *out_step;
+    int64_t *out_flat;
+    int64_t out_cap;
+    int64_t out_count;
+} Src;
+
+#define PAR(arr, cnt, i) ((cnt) == 1 ? (arr)[0] : (arr)[i])
+
+#define BLOCK 256
+
+/* Neurons are updated in blocks so that the inner loops run over neurons with fixed
+ * coefficients and vectorise; the additions happen in the eager engine's order. */
+static void advance_linear(Pop *p, int64_t step, int64_t offset) {
+    const int k = p->k, n = p->n, T = p->trials, pn = p->pn;
+    REAL *arr = NULL;
+    if (p->buf) arr = p->buf + (size_t)(step % p->slots) * p->nch * T * n;
+    const REAL *cur = p->current ? p->current + (size_t)offset * n : NULL;
+    REAL nw[MAX_STATES][BLOCK];
+    p->n_fired = 0;
+    for (int b = 0; b < T; ++b) {
+        for (int i0 = 0; i0 < n; i0 += BLOCK) {
+            const int m = n - i0 < BLOCK ? n - i0 : BLOCK;
+            for (int s = 0; s < k; ++s) {
+                REAL *restrict acc = nw[s];
+                const REAL *q = p->q + (size_t)s * pn;
+                if (pn == 1) for (int i = 0; i < m; ++i) acc[i] = q[0];
+                else for (int i = 0; i < m; ++i) acc[i] = q[i0 + i];
+                for (int j = 0; j < k; ++j) {
+                    const REAL *Pj = p->P + ((size_t)s * k + j) * pn;
+                    const REAL *restrict xj = p->x + ((size_t)j * T + b) * n + i0;
+                    if (pn == 1) {
+                        const REAL c = Pj[0];
+                        if (c == (REAL)0) continue;
+                        for (int i = 0; i < m; ++i) acc[i] = c * xj[i] + acc[i];
+                    } else {
+                        for (int i = 0; i < m; ++i)
+                            if (Pj[i0 + i] != (REAL)0) acc[i] = Pj[i0 + i] * xj[i] + acc[i];
+                    }
+                }
+                if (cur) {
+                    const REAL *g = p->G + (size_t)s * pn;
+                    for (int i = 0; i < m; ++i) {
+                        const REAL gi = pn == 1 ? g[0] : g[i0 + i];
+                        if (gi != (REAL)0) acc[i] = acc[i] + gi * cur[i0 + i];
+                    }
+                }
+                if (arr) {
+                    for (int c = 0; c < p->nch; ++c) {
+                        const REAL coef = p->Bc[s * p->nch + c];
+                        const REAL *restrict a = arr + ((size_t)c * T + b) * n + i0;
+                        if (coef == (REAL)1) for (int i = 0; i < m; ++i) acc[i] = acc[i] + a[i];
+                        else if (coef != (REAL)0)
+                            for (int i = 0; i < m; ++i) acc[i] = acc[i] + coef * a[i];
+                    }
+                }
+            }
+            const int vi = p->v_index;
+            REAL *restrict xv = p->x + ((size_t)vi * T + b) * n + i0;
+            for (int i = 0; i < m; ++i) {
+                const int neuron = i0 + i;
+                const size_t idx = (size_t)b * n + neuron;
+                int held = 0;
+                if (p->has_refractory && p->refrac[idx] > 0) {
+                    held = 1;
+                    nw[vi][i] = xv[i];
+                }
+                REAL thresh = PAR(p->v_thresh, p->v_thresh_n, neuron);
+                if (p->theta_index >= 0) thresh = thresh + nw[p->theta_index][i];
+                const int spiked = !held && nw[vi][i] > thresh;
+                if (spiked) {
+                    if (p->reset_subtract)
+                        nw[vi][i] = nw[vi][i] - (PAR(p->v_thresh, p->v_thresh_n, neuron) -
+                                                 PAR(p->v_reset, p->v_reset_n, neuron));
+                    else
+                        nw[vi][i] = PAR(p->v_reset, p->v_reset_n, neuron);
+                    if (p->theta_index >= 0)
+                        nw[p->theta_index][i] = nw[p->theta_index][i] +
+                                                PAR(p->theta_jump, p->theta_jump_n, neuron);
+                    p->fired[p->n_fired++] = (int64_t)idx;
+                }
+                if (p->has_refractory) {
+                    if (spiked) p->refrac[idx] = PAR(p->refrac_steps, p->refrac_steps_n, neuron);
+                    else if (p->refrac[idx] > 0) p->refrac[idx] -= 1;
+                }
+            }
+            for (int s = 0; s < k; ++s)
+                memcpy(p->x + ((size_t)s * T + b) * n + i0, nw[s], sizeof(REAL) * m);
+        }
+    }
+    if (arr) memset(arr, 0, sizeof(REAL) * (size_t)p->nch * T * n);
+}
+
+static void advance_izhikevich(Pop *p, int64_t step, int64_t offset) {
+    const int n = p->n, T = p->trials;
+    REAL *arr = NULL;
+    if (p->buf) arr = p->buf + (size_t)(step % p->slots) * p->nch * T * n;
+    const REAL *cur = p->current ? p->current + (size_t)offset * n : NULL;
+    REAL *V = p->x, *U = p->x + (size_t)T * n, *IE = p->x + 2 * (size_t)T * n,
+         *II = p->x + 3 * (size_t)T * n;
+    const REAL dt = p->dt_ms;
+    p->n_fired = 0;
+    for (int b = 0; b < T; ++b) {
+        for (int i = 0; i < n; ++i) {
+            const size_t idx = (size_t)b * n + i;
+            const REAL a = PAR(p->izh[0], p->izh_n[0], i), bb = PAR(p->izh[1], p->izh_n[1], i);
+            const REAL v = V[idx], u = U[idx], ie = IE[idx], ii = II[idx];
+            REAL drive = ie + ii;
+            drive = drive + PAR(p->izh[5], p->izh_n[5], i);
+            if (cur) drive = drive + cur[i];
+            REAL dv = ((REAL)0.04 * v + (REAL)5.0) * v;
+            dv = dv + (REAL)140.0;
+            dv = dv - u;
+            dv = dv + drive;
+            const REAL du = a * (bb * v - u);
+            REAL v_new = v + dt * dv;
+            REAL u_new = u + dt * du;
+            REAL ie_new = ie * PAR(p->izh[6], p->izh_n[6], i);
+            REAL ii_new = ii * PAR(p->izh[7], p->izh_n[7], i);
+            if (arr) {
+                if (p->ch_exc >= 0) ie_new = ie_new + arr[((size_t)p->ch_exc * T + b) * n + i];
+                if (p->ch_inh >= 0) ii_new = ii_new + arr[((size_t)p->ch_inh * T + b) * n + i];
+                if (p->ch_v >= 0) v_new = v_new + arr[((size_t)p->ch_v * T + b) * n + i];
+            }
+            if (v_new > PAR(p->izh[4], p->izh_n[4], i)) {
+                v_new = PAR(p->izh[2], p->izh_n[2], i);
+                u_new = u_new + PAR(p->izh[3], p->izh_n[3], i);
+                p->fired[p->n_fired++] = (int64_t)idx;
+            }
+            V[idx] = v_new; U[idx] = u_new; IE[idx] = ie_new; II[idx] = ii_new;
+        }
+    }
+    if (arr) memset(arr, 0, sizeof(REAL) * (size_t)p->nch * T * n);
+}
+
+static void propagate(const Proj *pr, Pop *post, const int64_t *fired, int64_t n_fired,
+                      int64_t step) {
+    const int T = post->trials, n_post = post->n, slots = post->slots, nch = post->nch;
+    for (int64_t f = 0; f < n_fired; ++f) {
+        const int64_t flat = fired[f];
+        const int64_t trial = flat / pr->n_pre, pre = flat % pr->n_pre;
+        const int64_t lo = pr->indptr[pre], hi = pr->indptr[pre + 1];
+        if (pr->delays16 == NULL && pr->delays32 == NULL) {
+            REAL *dst = post->buf + (((size_t)((step + pr->uniform_delay) % slots) * nch + pr->channel) * T + trial) * n_post;
+            for (int64_t s = lo; s < hi; ++s) dst[pr->indices[s]] += pr->weights[s];
+        } else {
+            for (int64_t s = lo; s < hi; ++s) {
+                const int64_t d = pr->delays16 ? pr->delays16[s] : pr->delays32[s];
+                REAL *dst = post->buf + (((size_t)((step + d) % slots) * nch + pr->channel) * T + trial) * n_post;
+                dst[pr->indices[s]] += pr->weights[s];
+            }
+        }
+    }
+}
+
+/* Runs up to n_steps steps starting at global step `start`; returns the number of steps done.
+ * It stops early, at a step boundary, when a recording buffer could overflow in the next step;
+ * the caller then empties the buffers and calls again. */
+int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, const Proj *projs,
+                     int32_t n_projs, int64_t start, int64_t n_steps) {
+    for (int64_t s = 0; s < n_steps; ++s) {
+        for (int p = 0; p < n_pops; ++p)
+            if (pops[p].record && pops[p].out_count + (int64_t)pops[p].trials * pops[p].n > pops[p].out_cap)
+                return s;
+        for (int q = 0; q < n_srcs; ++q) {
+            const Src *src = &srcs[q];
+            if (src->record && src->out_count + (src->ptr[s + 1] - src->ptr[s]) > src->out_cap)
+                return s;
+        }
+        const int64_t step = start + s;
+        for (int p = 0; p < n_pops; ++p) {
+            if (pops[p].kind == 0) advance_linear(&pops[p], step, s);
+            else advance_izhikevich(&pops[p], step, s);
+        }
+        for (int r = 0; r < n_projs; ++r) {
+            const Proj *pr = &projs[r];
+            Pop *post = &pops[pr->post];
+            if (pr->pre_is_source) {
+                const Src *src = &srcs[pr->pre];
+                propagate(pr, post, src->flat + src->ptr[s], src->ptr[s + 1] - src->ptr[s], step);
+            } else {
+                const Pop *pre = &pops[pr->pre];
+                propagate(pr, post, pre->fired, pre->n_fired, step);
+            }
+        }
+        for (int p = 0; p < n_pops; ++p) {
+            Pop *pp = &pops[p];
+            if (!pp->record) continue;
+            for (int64_t f = 0; f < pp->n_fired; ++f) {
+                pp->out_step[pp->out_count] = step;
+                pp->out_flat[pp->out_count++] = pp->fired[f];
+            }
+        }
+        for (int q = 0; q < n_srcs; ++q) {
+            Src *src = &srcs[q];
+            if (!src->record) continue;
+            for (int64_t f = src->ptr[s]; f < src->ptr[s + 1]; ++f) {
+                src->out_step[src->out_count] = step;
+                src->out_flat[src->out_count++] = src->flat[f];
+            }
+        }
+    }
+    return n_steps;
+}
