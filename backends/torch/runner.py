@@ -172,11 +172,12 @@ class TorchRunner:
                            "duration_ms")
         show = self.cn.config.progress if progress is None else progress
         bar = None
-        if show and n_steps > 20 * CHUNK_STEPS:
+        if show:
             from tqdm.auto import tqdm
 
+            # delay: the bar appears only on runs that last more than two seconds
             bar = tqdm(total=n_steps, unit="step", desc=f"{self.cn.network.name} ({self.engine})",
-                       leave=False)
+                       leave=False, delay=2.0)
         end = self.step + n_steps
         t0 = time.perf_counter()
         try:

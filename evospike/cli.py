@@ -1,0 +1,136 @@
+"""The ``evospike`` command line: run, plot, info.
+
+User errors (bad file, bad parameter, unknown backend) print one line and exit with status 2;
+an interrupted run (Ctrl-C) saves what it recorded, marked incomplete, and exits with 130."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evospike.errors import EvoSpikeError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evospike", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="simulate a model and write results (HDF5)")
+    run.add_argument("model", help=".py file defining build() -> Network, or a saved network .h5")
+    run.add_argument("--backend", default="torch", help="backend to run on (default: torch)")
+    run.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    run.add_argument("--duration", default="1000ms", help="simulated time, e.g. 1000ms or 2s")
+    run.add_argument("--dt", default=None, help="time step, e.g. 0.1ms (default: the model's)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the first trial")
+    run.add_argument("--trials", type=int, default=1,
+                     help="independent trials run as a batch (seeds seed, seed+1, ...)")
+    run.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    run.add_argument("--engine", default="auto", choices=["auto", "eager", "native"],
+                     help="torch engine: native CPU kernel, eager torch ops, or auto")
+    run.add_argument("--out", default="results.h5", help="results file (default results.h5)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    plot = sub.add_parser("plot", help="raster and rate plot of a results file (PNG)")
+    plot.add_argument("results")
+    plot.add_argument("-o", "--out", default=None, help="PNG path (default: next to results)")
+    plot.add_argument("--trial", type=int, default=0)
+    plot.add_argument("--max-neurons", type=int, default=500,
+                      help="neurons shown per population in the raster")
+
+    info = sub.add_parser("info", help="describe a network or results file")
+    info.add_argument("path")
+    return parser
+
+
+def _run(args) -> int:
+    from evospike.backends import get_backend
+    from evospike.model_loading import load_model
+    from evospike.units import parse_duration_ms
+
+    duration = parse_duration_ms(args.duration, "--duration")
+    dt = parse_duration_ms(args.dt, "--dt") if args.dt is not None else None
+    if args.trials < 1:
+        raise EvoSpikeError(f"--trials must be at least 1 (got {args.trials})")
+    backend = get_backend(args.backend)
+    net = load_model(args.model, dt)
+    if not net.spike_monitors:
+        net.record_spikes(*net.populations)
+        print(f"note: the model records no spikes; recording all populations "
+              f"({', '.join(net.populations)})", file=sys.stderr)
+    seeds = tuple(range(args.seed, args.seed + args.trials))
+    runner = backend.compile(net, device=args.device, precision=args.precision, seeds=seeds,
+                             engine=args.engine, progress=not args.no_progress)
+    results = runner.run(duration)
+    results.meta["model"] = str(args.model)
+    results.save(args.out)
+    print(results.summary())
+    print(f"wrote {args.out}")
+    if not results.complete:
+        print("interrupted: the results hold what was recorded until then (marked incomplete)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _plot(args) -> int:
+    from evospike.results import Results
+
+    results = Results.load(args.results)
+    if not 0 <= args.trial < results.n_trials:
+        raise EvoSpikeError(f"--trial {args.trial} is out of range: the file holds "
+                            f"{results.n_trials} trial(s)")
+    out = args.out or str(Path(args.results).with_suffix(".png"))
+    results.plot(out, trial=args.trial, max_neurons=args.max_neurons)
+    print(f"wrote {out}")
+    return 0
+
+
+def _info(args) -> int:
+    import h5py
+
+    from evospike.ir.network import Network
+    from evospike.model_loading import describe_network
+    from evospike.results import Results
+
+    path = Path(args.path)
+    if not path.exists():
+        raise EvoSpikeError(f"'{path}' does not exist")
+    if path.suffix == ".py":
+        from evospike.model_loading import load_model
+
+        print(describe_network(load_model(path)))
+        return 0
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format", "")
+    except OSError as exc:
+        raise EvoSpikeError(f"'{path}' is not an HDF5 file: {exc}") from None
+    fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+    if fmt == "evospike-network":
+        print(describe_network(Network.load(path)))
+    elif fmt == "evospike-results":
+        print(Results.load(path).summary())
+    else:
+        raise EvoSpikeError(f"'{path}' is neither an EvoSpike network nor a results file")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": _run, "plot": _plot, "info": _info}
+    try:
+        return handlers[args.command](args)
+    except EvoSpikeError as exc:
+        print(f"evospike: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("evospike: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Loading a MODEL for the command line: a ``.py`` file defining ``build() -> Network`` or a
+saved network ``.h5``."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+
+from evospike.errors import EvoSpikeError
+from evospike.ir.network import Network
+
+
+def load_model(path: str | Path, dt_ms: float | None = None) -> Network:
+    """The network of ``path``; ``dt_ms`` (if given) is passed to ``build(dt_ms=...)`` when the
+    function accepts it, and must otherwise equal the network's own time step."""
+    path = Path(path)
+    if not path.exists():
+        raise EvoSpikeError(f"model file '{path}' does not exist")
+    if path.suffix == ".py":
+        net = _from_python(path, dt_ms)
+    elif path.suffix in (".h5", ".hdf5"):
+        net = Network.load(path)
+    else:
+        raise EvoSpikeError(f"model '{path}' must be a .py file defining build() or a saved "
+                            "network .h5")
+    if dt_ms is not None and abs(net.dt_ms - dt_ms) > 1e-12:
+        raise EvoSpikeError(f"model '{path}' is built with dt {net.dt_ms} ms and cannot change it "
+                            f"(asked for {dt_ms} ms): its delays are fixed in steps")
+    return net
+
+
+def _from_python(path: Path, dt_ms: float | None) -> Network:
+    name = f"evospike_model_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise EvoSpikeError(f"cannot import model file '{path}'")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except EvoSpikeError:
+        raise
+    except Exception as exc:  # the user's file failed: say where, without our traceback
+        raise EvoSpikeError(f"importing '{path}' failed: {type(exc).__name__}: {exc}") from exc
+    build = getattr(module, "build", None)
+    if not callable(build):
+        raise EvoSpikeError(f"model file '{path}' defines no build() function returning a "
+                            "Network")
+    kwargs = {}
+    if dt_ms is not None and "dt_ms" in inspect.signature(build).parameters:
+        kwargs["dt_ms"] = dt_ms
+    net = build(**kwargs)
+    if not isinstance(net, Network):
+        raise EvoSpikeError(f"build() in '{path}' returned {type(net).__name__}, not a Network")
+    return net
+
+
+def describe_network(net: Network) -> str:
+    lines = [f"network '{net.name}': dt {net.dt_ms} ms, {net.n_neurons} neurons, "
+             f"{net.n_synapses} synapses"]
+    for p in net.populations.values():
+        lines.append(f"  population {p.name:<14} {p.size:>8} x {p.model.kind}")
+    for s in net.sources.values():
+        lines.append(f"  source     {s.name:<14} {s.size:>8} x {type(s).__name__}")
+    for pr in net.projections.values():
+        lines.append(f"  projection {pr.name:<20} {pr.pre} -> {pr.post} ({pr.target}): "
+                     f"{pr.n_synapses} synapses, delays {int(pr.delays.min()) if pr.n_synapses else 0}"
+                     f"-{int(pr.delays.max()) if pr.n_synapses else 0} steps")
+    for c in net.currents.values():
+        lines.append(f"  current    {c.name} -> {c.target}")
+    mons = [m.target for m in net.spike_monitors]
+    lines.append(f"  monitors: spikes of {mons or 'nothing'}; "
+                 f"{len(net.state_monitors)} state, {len(net.weight_monitors)} weight")
+    return "\n".join(lines)
