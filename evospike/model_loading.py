@@ -65,9 +65,9 @@ def describe_network(net: Network) -> str:
     for s in net.sources.values():
         lines.append(f"  source     {s.name:<14} {s.size:>8} x {type(s).__name__}")
     for pr in net.projections.values():
+        low, high = (int(pr.delays.min()), int(pr.delays.max())) if pr.n_synapses else (0, 0)
         lines.append(f"  projection {pr.name:<20} {pr.pre} -> {pr.post} ({pr.target}): "
-                     f"{pr.n_synapses} synapses, delays {int(pr.delays.min()) if pr.n_synapses else 0}"
-                     f"-{int(pr.delays.max()) if pr.n_synapses else 0} steps")
+                     f"{pr.n_synapses} synapses, delays {low}-{high} steps")
     for c in net.currents.values():
         lines.append(f"  current    {c.name} -> {c.target}")
     mons = [m.target for m in net.spike_monitors]

@@ -24,8 +24,8 @@ def parse_duration_ms(text: str | float | int, what: str = "duration") -> float:
         value, unit = float(match.group(1)), match.group(2) or "ms"
         if unit not in _TIME_UNITS_MS:
             raise ValidationError(
-                "Argument", what, f"has unknown unit '{unit}' (use one of {sorted(_TIME_UNITS_MS)})",
-                text,
+                "Argument", what,
+                f"has unknown unit '{unit}' (use one of {sorted(_TIME_UNITS_MS)})", text,
             )
     ms = value * _TIME_UNITS_MS[unit]
     if not math.isfinite(ms) or ms <= 0:

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("kernel.c")
@@ -35,7 +35,7 @@ def find_compiler() -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_kernel(precision: str) -> ctypes.CDLL:
     """The compiled kernel for ``precision`` ('float32' or 'float64'); builds it if needed."""
     compiler = find_compiler()
