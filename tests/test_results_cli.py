@@ -164,3 +164,28 @@ def test_bad_model_file_is_a_clear_error(tmp_path, capsys):
     broken.write_text("raise ValueError('oops')\n")
     assert main(["run", str(broken)]) == 2
     assert "ValueError: oops" in capsys.readouterr().err
+
+
+def test_weight_monitor_snapshots_the_projection(engine):
+    net = load_example("quickstart").build()
+    proj = net.projections["exc->inh"]
+    net.record_weights(proj, every_steps=250)
+    res = run_torch(net, 100.0, engine=engine, seeds=(0, 1), precision="float64")
+    w = res.weights["exc->inh.weights"]
+    np.testing.assert_array_equal(w.steps, [0, 250, 500, 750])
+    assert w.values.shape == (2, 4, proj.n_synapses)
+    np.testing.assert_array_equal(w.values[1, 3], proj.weights)
+
+
+def test_state_monitor_samples_every_k_steps(engine):
+    net = load_example("quickstart").build()
+    net.record_state("inh", "i_exc", neurons=[1, 5], every_steps=40)
+    every = run_torch(net, 100.0, engine=engine, precision="float64")
+    sparse = every.traces["inh.i_exc"]
+    np.testing.assert_array_equal(sparse.steps, np.arange(0, 1000, 40))
+    assert sparse.values.shape == (1, 25, 2)
+    dense_net = load_example("quickstart").build()
+    dense_net.record_state("inh", "i_exc", neurons=[1, 5], every_steps=1)
+    dense = run_torch(dense_net, 100.0, engine=engine, precision="float64").traces["inh.i_exc"]
+    np.testing.assert_array_equal(sparse.values[0], dense.values[0, ::40])
+    assert np.abs(dense.values).max() > 0
