@@ -20,6 +20,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved file should read like any other
     try:
         yield Path(tmp)
         os.replace(tmp, target)
@@ -32,5 +35,5 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """Open a new HDF5 file for writing that appears at ``path`` only once complete."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as handle:
         yield handle

@@ -33,6 +33,23 @@ class UnsupportedError(EvoSpikeError, NotImplementedError):
         super().__init__(f"backend '{backend}' cannot run this network:\n{lines}")
 
 
+def first_bad(values, bad_mask) -> object:
+    """The first offending entry of an array (with its index), for error messages: the whole
+    array would be cut short and hide it."""
+    import numpy as np
+
+    arr = np.asarray(values)
+    mask = np.broadcast_to(np.asarray(bad_mask), arr.shape)
+    if arr.ndim == 0:
+        return arr.item()
+    idx = np.argwhere(mask)
+    if idx.size == 0:
+        return None
+    where = tuple(int(i) for i in idx[0])
+    label = where[0] if len(where) == 1 else where
+    return f"{arr[where].item()} at index {label}"
+
+
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -20,16 +20,17 @@ def parse_duration_ms(text: str | float | int, what: str = "duration") -> float:
     else:
         match = _TIME_RE.match(str(text))
         if not match:
-            raise ValidationError("Argument", what, "is not a time like '1000ms' or '1s'", text)
+            raise ValidationError("Argument", what, "value", "is not a time like '1000ms' or '1s'",
+                                  text)
         value, unit = float(match.group(1)), match.group(2) or "ms"
         if unit not in _TIME_UNITS_MS:
             raise ValidationError(
-                "Argument", what,
-                f"has unknown unit '{unit}' (use one of {sorted(_TIME_UNITS_MS)})", text,
+                "Argument", what, "unit",
+                f"'{unit}' is unknown (use one of {sorted(_TIME_UNITS_MS)})", text,
             )
     ms = value * _TIME_UNITS_MS[unit]
     if not math.isfinite(ms) or ms <= 0:
-        raise ValidationError("Argument", what, "must be a positive, finite time", text)
+        raise ValidationError("Argument", what, "value", "must be a positive, finite time", text)
     return ms
 
 

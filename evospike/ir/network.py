@@ -182,7 +182,12 @@ class Network:
                                   f"must be one of {CHANNELS}", target)
         n_pre, n_post = self.size_of(pre_name), self.size_of(post_name)
         rng = connector.rng()
-        indptr, indices = connector.build(n_pre, n_post, pre_name == post_name, rng)
+        try:
+            indptr, indices = connector.build(n_pre, n_post, pre_name == post_name, rng)
+        except ValidationError as exc:  # say which projection the connector was building
+            raise ValidationError("Projection", proj_name, f"connector {exc.kind}.{exc.field}",
+                                  str(exc).split(f"{exc.field} ", 1)[-1].split(" (got ")[0],
+                                  exc.value) from None
         nnz = int(indptr[-1])
         order = None
         if isinstance(connector, FromArrays):

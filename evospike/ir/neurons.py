@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from evospike.errors import ValidationError
+from evospike.errors import ValidationError, first_bad
 
 Param = float | np.ndarray
 
@@ -80,19 +80,20 @@ class NeuronModel:
                 )
             if not np.all(np.isfinite(arr)):
                 raise ValidationError(
-                    "Population", population, f"{self.kind}.{name}", "must be finite", raw
+                    "Population", population, f"{self.kind}.{name}", "must be finite",
+                    first_bad(arr, ~np.isfinite(arr)),
                 )
             rng = self.ranges.get(name)
             if rng is not None:
                 low_ok = np.all(arr >= rng.low) if rng.low_inclusive else np.all(arr > rng.low)
                 if not (low_ok and np.all(arr <= rng.high)):
-                    bad = arr[(arr < rng.low) | (arr > rng.high) | (
-                        (arr == rng.low) & (not rng.low_inclusive))] if arr.ndim else arr
+                    bad = (arr < rng.low) | (arr > rng.high) | (
+                        (arr == rng.low) & (not rng.low_inclusive))
                     bracket = "[" if rng.low_inclusive else "("
                     raise ValidationError(
                         "Population", population, f"{self.kind}.{name}",
                         f"must lie in {bracket}{rng.low}, {rng.high}] {rng.unit}".rstrip(),
-                        bad.ravel()[0] if np.ndim(bad) else float(bad),
+                        first_bad(arr, bad),
                     )
         volts = [np.asarray(getattr(self, p)) for p in self.voltage_params]
         if volts and all(np.all(np.abs(v) < 1.0) for v in volts) and any(
@@ -119,10 +120,14 @@ def _check_reset(model: NeuronModel, population: str) -> None:
 
 def _check_thresh_above_reset(model: NeuronModel, population: str, thresh: str, reset: str) -> None:
     t, r = np.asarray(getattr(model, thresh)), np.asarray(getattr(model, reset))
-    if np.any(t <= r):
+    bad = t <= r
+    if np.any(bad):
+        t_b, r_b = np.broadcast_arrays(t, r)
+        k = np.argwhere(np.atleast_1d(bad))[0][0] if np.ndim(bad) else None
+        reset_value = r_b.item() if k is None else r_b[k].item()
         raise ValidationError(
             "Population", population, f"{model.kind}.{thresh}",
-            f"must be above {reset} ({np.ravel(r)[0]} mV)", float(np.ravel(t)[0]),
+            f"must be above {reset} ({reset_value})", first_bad(t_b, bad),
         )
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evospike.errors import ValidationError
+from evospike.errors import ValidationError, first_bad
 from evospike.ir.distributions import Normal, Uniform
 from evospike.ir.neurons import NeuronModel
 
@@ -66,7 +66,7 @@ class Population:
                                       f"must be a scalar or have {self.size} values", arr.shape)
             if not np.all(np.isfinite(arr)):
                 raise ValidationError("Population", self.name, f"initial['{state}']",
-                                      "must be finite", value)
+                                      "must be finite", first_bad(arr, ~np.isfinite(arr)))
             clean[state] = float(arr) if arr.ndim == 0 else arr
         self.initial = clean
 
@@ -92,10 +92,12 @@ class PoissonSource:
                                   f"must be a scalar or have {self.size} values", rate.shape)
         if not np.all(np.isfinite(rate)) or np.any(rate < 0):
             raise ValidationError("PoissonSource", self.name, "rate_hz",
-                                  "must be finite and >= 0 Hz", self.rate_hz)
+                                  "must be finite and >= 0 Hz",
+                                  first_bad(rate, ~np.isfinite(rate) | (rate < 0)))
         if np.any(rate > 10_000):
             raise ValidationError("PoissonSource", self.name, "rate_hz",
-                                  "is above 10 kHz, which no neuron sustains", float(rate.max()))
+                                  "is above 10 kHz, which no neuron sustains",
+                                  first_bad(rate, rate > 10_000))
         self.rate_hz = float(rate) if rate.ndim == 0 else rate
         if not np.isfinite(self.start_ms) or self.start_ms < 0:
             raise ValidationError("PoissonSource", self.name, "start_ms", "must be >= 0",
@@ -161,7 +163,7 @@ class CurrentInput:
         amp = np.asarray(self.amplitude, dtype=np.float64)
         if not np.all(np.isfinite(amp)):
             raise ValidationError("CurrentInput", self.name, "amplitude", "must be finite",
-                                  self.amplitude)
+                                  first_bad(amp, ~np.isfinite(amp)))
         self.amplitude = float(amp) if amp.ndim == 0 else amp
         if self.series is not None:
             series = np.asarray(self.series, dtype=np.float64)
@@ -170,7 +172,7 @@ class CurrentInput:
                                       "must have shape (T,) or (T, size)", series.shape)
             if not np.all(np.isfinite(series)):
                 raise ValidationError("CurrentInput", self.name, "series", "must be finite",
-                                      "non-finite entries")
+                                      first_bad(series, ~np.isfinite(series)))
             self.series = series
         if not np.isfinite(self.start_ms) or self.start_ms < 0:
             raise ValidationError("CurrentInput", self.name, "start_ms", "must be >= 0",

@@ -66,26 +66,26 @@ def _unopt(value):
 def save_network(net: Network, path: str | os.PathLike) -> None:
     with atomic_h5(path) as f:
         f.attrs.update(format=FORMAT, version=VERSION, name=net.name, dt_ms=net.dt_ms)
-        pops = f.create_group("populations")
+        pops = f.create_group("populations", track_order=True)
         for pop in net.populations.values():
-            g = pops.create_group(pop.name)
+            g = pops.create_group(pop.name, track_order=True)
             g.attrs.update(size=pop.size, model=pop.model.kind,
                            reset=getattr(pop.model, "reset", _NONE))
-            params = g.create_group("params")
+            params = g.create_group("params", track_order=True)
             for key, value in pop.model.parameters().items():
                 _put(params, key, value)
-            init = g.create_group("initial")
+            init = g.create_group("initial", track_order=True)
             for state, value in pop.initial.items():
                 if isinstance(value, (Uniform, Normal)):
-                    d = init.create_group(state)
+                    d = init.create_group(state, track_order=True)
                     d.attrs.update(distribution=type(value).__name__,
                                    args=np.asarray([getattr(value, k) for k in
                                                     value.__dataclass_fields__]))
                 else:
                     _put(init, state, value)
-        srcs = f.create_group("sources")
+        srcs = f.create_group("sources", track_order=True)
         for src in net.sources.values():
-            g = srcs.create_group(src.name)
+            g = srcs.create_group(src.name, track_order=True)
             g.attrs.update(size=src.size)
             if isinstance(src, PoissonSource):
                 g.attrs.update(type="poisson", start_ms=src.start_ms, stop_ms=_opt(src.stop_ms))
@@ -94,31 +94,31 @@ def save_network(net: Network, path: str | os.PathLike) -> None:
                 g.attrs.update(type="spike_times")
                 _put(g, "neurons", src.neurons)
                 _put(g, "times_ms", src.times_ms)
-        projs = f.create_group("projections")
+        projs = f.create_group("projections", track_order=True)
         for proj in net.projections.values():
-            g = projs.create_group(proj.name)
+            g = projs.create_group(proj.name, track_order=True)
             g.attrs.update(pre=proj.pre, post=proj.post, n_pre=proj.n_pre, n_post=proj.n_post,
                            target=proj.target)
             for key in ("indptr", "indices", "weights", "delays"):
                 g.create_dataset(key, data=getattr(proj, key), compression="gzip",
                                  compression_opts=1)
-        curs = f.create_group("currents")
+        curs = f.create_group("currents", track_order=True)
         for cur in net.currents.values():
-            g = curs.create_group(cur.name)
+            g = curs.create_group(cur.name, track_order=True)
             g.attrs.update(target=cur.target, start_ms=cur.start_ms, stop_ms=_opt(cur.stop_ms))
             _put(g, "amplitude", cur.amplitude)
             if cur.series is not None:
                 _put(g, "series", cur.series)
-        mons = f.create_group("monitors")
+        mons = f.create_group("monitors", track_order=True)
         mons.attrs["spikes"] = [m.target for m in net.spike_monitors]
-        states = mons.create_group("state")
+        states = mons.create_group("state", track_order=True)
         for mon in net.state_monitors.values():
-            g = states.create_group(mon.name)
+            g = states.create_group(mon.name, track_order=True)
             g.attrs.update(target=mon.target, variable=mon.variable, every_steps=mon.every_steps)
             _put(g, "neurons", mon.neurons)
-        weights = mons.create_group("weights")
+        weights = mons.create_group("weights", track_order=True)
         for wmon in net.weight_monitors.values():
-            g = weights.create_group(wmon.name)
+            g = weights.create_group(wmon.name, track_order=True)
             g.attrs.update(projection=wmon.projection, every_steps=wmon.every_steps)
 
 
@@ -127,7 +127,14 @@ def _str(value) -> str:
 
 
 def load_network(path: str | os.PathLike) -> Network:
-    path = Path(path)
+    try:
+        return _load_network(Path(path))
+    except KeyError as exc:
+        raise EvoSpikeError(f"'{path}' is not a complete EvoSpike network file: missing "
+                            f"{exc}") from None
+
+
+def _load_network(path: Path) -> Network:
     if not path.exists():
         raise EvoSpikeError(f"network file '{path}' does not exist")
     try:
