@@ -10,6 +10,10 @@ Models that are already discrete (Loihi's CUBA-LIF) give their update matrices d
 Within a step every backend does, in this order: (1) take the events due this step,
 (2) advance the state (refractory neurons keep their voltage), (3) threshold, (4) reset and
 start the refractory period, (5) send the new spikes, which arrive ``delay >= 1`` steps later.
+
+Refractoriness: after a spike in step n the voltage is held (not integrated; events on channel
+``v`` are ignored) in steps n+1 .. n+R, ``R = tau_refrac / dt``; the neuron may fire again from
+step n+R on, so the shortest interval between two spikes is ``tau_refrac`` (Brian2's rule).
 """
 
 from __future__ import annotations

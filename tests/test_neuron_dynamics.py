@@ -140,3 +140,17 @@ def test_reset_by_subtraction_keeps_overshoot(engine):
     v_pre = v_inf + (v[k - 1] - v_inf) * math.exp(-0.1 / 10.0)
     assert v_pre > -50.0
     np.testing.assert_allclose(v[k], v_pre - 20.0, atol=1e-9)
+
+
+def test_refractory_sets_the_shortest_interval(engine):
+    # A drive so strong that v is still above threshold after its first reset by subtraction
+    # (-22.4 - 20 = -42.4 mV, held): the neuron fires again exactly R = tau_refrac / dt steps
+    # later, never sooner.
+    model = LIF(tau_m_ms=1.0, v_rest_mV=-70.0, v_reset_mV=-70.0, v_thresh_mV=-50.0,
+                i_bias_mV=500.0, reset="subtract", tau_refrac_ms=0.5)
+    res = run_torch(_single(model), 20.0, engine=engine, precision="float64")
+    steps = res.spike_steps("n")[0]
+    assert steps.size > 30
+    isi = np.diff(steps)
+    assert steps[0] == 0 and isi[0] == 5
+    assert isi.min() == 5

@@ -51,7 +51,8 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
         thresh = thresh + new[step.theta_index]
     spiked = v > thresh
     if pop.has_refractory:
-        spiked &= ~held
+        # the last held step may fire again: the minimum interval is tau_refrac (as Brian2)
+        spiked &= pop.refrac <= 1
     if step.reset_subtract:
         v = v - spiked * (c["v_thresh"] - c["v_reset"])
     else:

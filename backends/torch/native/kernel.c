@@ -147,7 +147,8 @@ static void advance_linear(Pop *p, int64_t step, int64_t offset) {
                 }
                 REAL thresh = PAR(p->v_thresh, p->v_thresh_n, neuron);
                 if (p->theta_index >= 0) thresh = thresh + nw[p->theta_index][i];
-                const int spiked = !held && nw[vi][i] > thresh;
+                /* the last held step may fire again: minimum interval tau_refrac */
+                const int spiked = (!held || p->refrac[idx] == 1) && nw[vi][i] > thresh;
                 if (spiked) {
                     if (p->reset_subtract)
                         nw[vi][i] = nw[vi][i] - (PAR(p->v_thresh, p->v_thresh_n, neuron) -
