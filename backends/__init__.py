@@ -13,6 +13,7 @@ from evospike.errors import EvoSpikeError
 #: backend name -> module implementing it
 BACKENDS: dict[str, str] = {
     "torch": "evospike.backends.torch",
+    "brian2": "evospike.backends.brian2",
 }
 
 

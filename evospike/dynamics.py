@@ -11,9 +11,10 @@ Within a step every backend does, in this order: (1) take the events due this st
 (2) advance the state (refractory neurons keep their voltage), (3) threshold, (4) reset and
 start the refractory period, (5) send the new spikes, which arrive ``delay >= 1`` steps later.
 
-Refractoriness: after a spike in step n the voltage is held (not integrated; events on channel
-``v`` are ignored) in steps n+1 .. n+R, ``R = tau_refrac / dt``; the neuron may fire again from
-step n+R on, so the shortest interval between two spikes is ``tau_refrac`` (Brian2's rule).
+Refractoriness (Brian2's rule): with ``R = tau_refrac / dt``, a neuron that fires in step n
+keeps its reset voltage through steps n .. n+R-1 (in steps n+1 .. n+R-1 it is not integrated
+and events on channel ``v`` are ignored), integrates again from step n+R and may fire then: the
+shortest interval between two spikes is ``tau_refrac``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class LinearStep:
     theta_jump: np.ndarray | None
     reset_subtract: bool
     v_reset: np.ndarray
-    refrac_steps: np.ndarray
+    hold_steps: np.ndarray  # steps after the spike step with the voltage held (R - 1)
 
 
 @dataclass
@@ -92,9 +93,11 @@ def _channel_matrix(model: NeuronModel, per_channel: dict[str, list[float]] | No
 
 
 def _refractory(model, population: str, dt_ms: float) -> np.ndarray:
+    """Steps after the spike step in which the voltage is held: R - 1 for R = tau_refrac/dt."""
     taus = _col(model.tau_refrac_ms)
-    return np.array([steps_of(float(t), dt_ms, "Population", population,
-                              f"{model.kind}.tau_refrac_ms") for t in taus], dtype=np.int64)
+    steps = np.array([steps_of(float(t), dt_ms, "Population", population,
+                               f"{model.kind}.tau_refrac_ms") for t in taus], dtype=np.int64)
+    return np.maximum(steps - 1, 0)
 
 
 def _lif_step(model: LIF, population: str, dt_ms: float) -> LinearStep:
@@ -133,7 +136,7 @@ def _lif_step(model: LIF, population: str, dt_ms: float) -> LinearStep:
         theta_index=3 if adaptive else None,
         theta_jump=_col(model.delta_thresh_mV) if adaptive else None,
         reset_subtract=model.reset == "subtract", v_reset=_col(model.v_reset_mV),
-        refrac_steps=_refractory(model, population, dt_ms),
+        hold_steps=_refractory(model, population, dt_ms),
     )
 
 
@@ -152,7 +155,7 @@ def _cuba_step(model: CubaLIF, population: str, dt_ms: float) -> LinearStep:
         state_names=model.state_names, P=P, q=q, G=G, B=B, v_index=1,
         v_thresh=_col(model.v_thresh), theta_index=None, theta_jump=None,
         reset_subtract=model.reset == "subtract", v_reset=_col(model.v_reset),
-        refrac_steps=_refractory(model, population, dt_ms),
+        hold_steps=_refractory(model, population, dt_ms),
     )
 
 

@@ -115,8 +115,8 @@ def compile_population(pop: Population, net: Network, cfg: TorchConfig, dtype, d
                       v_reset=_t(step.v_reset, dtype, device))
         if step.theta_jump is not None:
             consts["theta_jump"] = _t(step.theta_jump, dtype, device)
-        consts["refrac_steps"] = _t(step.refrac_steps, torch.int32, device)
-        has_refractory = bool(np.any(step.refrac_steps > 0))
+        consts["hold_steps"] = _t(step.hold_steps, torch.int32, device)
+        has_refractory = bool(np.any(step.hold_steps > 0))
     else:
         i_bias = np.broadcast_to(step.i_bias, (pop.size,)).copy()
         for cur in net.currents.values():

@@ -51,8 +51,7 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
         thresh = thresh + new[step.theta_index]
     spiked = v > thresh
     if pop.has_refractory:
-        # the last held step may fire again: the minimum interval is tau_refrac (as Brian2)
-        spiked &= pop.refrac <= 1
+        spiked &= ~held
     if step.reset_subtract:
         v = v - spiked * (c["v_thresh"] - c["v_reset"])
     else:
@@ -63,7 +62,7 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
     for i in range(k):
         x[i].copy_(new[i])
     if pop.has_refractory:
-        pop.refrac.copy_(torch.where(spiked, c["refrac_steps"], (pop.refrac - 1).clamp_(min=0)))
+        pop.refrac.copy_(torch.where(spiked, c["hold_steps"], (pop.refrac - 1).clamp_(min=0)))
     pop.spiked = spiked
 
 

@@ -32,7 +32,7 @@ def _structs(precision: str):
             ("theta_index", I32), ("v_thresh", P), ("v_thresh_n", I32), ("v_reset", P),
             ("v_reset_n", I32), ("theta_jump", P), ("theta_jump_n", I32),
             ("reset_subtract", I32), ("has_refractory", I32), ("refrac", P),
-            ("refrac_steps", P), ("refrac_steps_n", I32), ("buf", P), ("slots", I32),
+            ("hold_steps", P), ("hold_steps_n", I32), ("buf", P), ("slots", I32),
             ("current", P), ("izh", P * 8), ("izh_n", I32 * 8), ("ch_exc", I32),
             ("ch_inh", I32), ("ch_v", I32), ("dt_ms", R), ("fired", P), ("n_fired", I64),
             ("record", I32), ("out_step", P), ("out_flat", P), ("out_cap", I64),
@@ -148,8 +148,8 @@ class NativeEngine:
                 s.theta_jump, s.theta_jump_n = _ptr(c["theta_jump"]), c["theta_jump"].numel()
             s.reset_subtract = int(st.reset_subtract)
             s.has_refractory = int(pop.has_refractory)
-            s.refrac_steps = _ptr(c["refrac_steps"])
-            s.refrac_steps_n = c["refrac_steps"].numel()
+            s.hold_steps = _ptr(c["hold_steps"])
+            s.hold_steps_n = c["hold_steps"].numel()
         else:
             s.kind = 1
             for j, key in enumerate(("a", "b", "c", "d", "v_peak", "i_bias", "decay_exc",

@@ -41,7 +41,7 @@ typedef struct {
     int32_t reset_subtract;
     int32_t has_refractory;
     int32_t *refrac;       /* [trials][n] steps of refractoriness left */
-    const int32_t *refrac_steps; int32_t refrac_steps_n;
+    const int32_t *hold_steps; int32_t hold_steps_n;
     REAL *buf;             /* [slots][nch][trials][n], NULL when nothing projects here */
     int32_t slots;
     const REAL *current;   /* [steps][n] injected current of this call, or NULL */
@@ -147,8 +147,7 @@ static void advance_linear(Pop *p, int64_t step, int64_t offset) {
                 }
                 REAL thresh = PAR(p->v_thresh, p->v_thresh_n, neuron);
                 if (p->theta_index >= 0) thresh = thresh + nw[p->theta_index][i];
-                /* the last held step may fire again: minimum interval tau_refrac */
-                const int spiked = (!held || p->refrac[idx] == 1) && nw[vi][i] > thresh;
+                const int spiked = !held && nw[vi][i] > thresh;
                 if (spiked) {
                     if (p->reset_subtract)
                         nw[vi][i] = nw[vi][i] - (PAR(p->v_thresh, p->v_thresh_n, neuron) -
@@ -161,7 +160,7 @@ static void advance_linear(Pop *p, int64_t step, int64_t offset) {
                     p->fired[p->n_fired++] = (int64_t)idx;
                 }
                 if (p->has_refractory) {
-                    if (spiked) p->refrac[idx] = PAR(p->refrac_steps, p->refrac_steps_n, neuron);
+                    if (spiked) p->refrac[idx] = PAR(p->hold_steps, p->hold_steps_n, neuron);
                     else if (p->refrac[idx] > 0) p->refrac[idx] -= 1;
                 }
             }
