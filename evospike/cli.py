@@ -22,15 +22,18 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate a model and write results (HDF5)")
     run.add_argument("model", help=".py file defining build() -> Network, or a saved network .h5")
     run.add_argument("--backend", default="torch", help="backend to run on (default: torch)")
-    run.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    run.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1, ...")
     run.add_argument("--duration", default="1000ms", help="simulated time, e.g. 1000ms or 2s")
     run.add_argument("--dt", default=None, help="time step, e.g. 0.1ms (default: the model's)")
     run.add_argument("--seed", type=int, default=0, help="seed of the first trial")
     run.add_argument("--trials", type=int, default=1,
                      help="independent trials run as a batch (seeds seed, seed+1, ...)")
-    run.add_argument("--precision", default="float32", choices=["float32", "float64"])
-    run.add_argument("--engine", default="auto", choices=["auto", "eager", "native"],
+    run.add_argument("--precision", default=None, choices=["float32", "float64"],
+                     help="torch: float32 (default) or float64; brian2 runs float64")
+    run.add_argument("--engine", default=None, choices=["auto", "eager", "native"],
                      help="torch engine: native CPU kernel, eager torch ops, or auto")
+    run.add_argument("--target", default=None, choices=["auto", "cython", "numpy"],
+                     help="brian2 code generation target (default: cython if it works)")
     run.add_argument("--out", default="results.h5", help="results file (default results.h5)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -62,8 +65,9 @@ def _run(args) -> int:
         print(f"note: the model records no spikes; recording all populations "
               f"({', '.join(net.populations)})", file=sys.stderr)
     seeds = tuple(range(args.seed, args.seed + args.trials))
-    runner = backend.compile(net, device=args.device, precision=args.precision, seeds=seeds,
-                             engine=args.engine, progress=not args.no_progress)
+    options = {key: getattr(args, key) for key in ("device", "precision", "engine", "target")
+               if getattr(args, key) is not None}
+    runner = backend.compile(net, seeds=seeds, progress=not args.no_progress, **options)
     results = runner.run(duration)
     results.meta["model"] = str(args.model)
     results.save(args.out)

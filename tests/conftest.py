@@ -1,3 +1,7 @@
+"""Shared fixtures. Simulation tests run on every backend (the conformance suite): each entry of
+`BACKENDS` is one way to run a network; `UNSUPPORTED` lists, per backend, what it cannot do and
+why, and tests that need it are skipped there with that reason."""
+
 import importlib.util
 import sys
 from pathlib import Path
@@ -8,11 +12,46 @@ from evospike.backends import get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: test id -> (backend name, options)
+BACKENDS = {
+    "torch-eager": ("torch", {"engine": "eager"}),
+    "torch-native": ("torch", {"engine": "native"}),
+    "brian2": ("brian2", {"target": "numpy"}),
+}
+
+#: backend name -> {feature: reason it is not supported}
+UNSUPPORTED = {
+    "brian2": {"float32": "Brian2's runtime mode computes in float64"},
+}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request) -> str:
+    """Every conformance test runs once per backend configuration."""
+    return request.param
+
 
 @pytest.fixture(params=["eager", "native"])
 def engine(request) -> str:
-    """Both engines of the torch backend run every simulation test."""
+    """Tests of the torch backend's own machinery run on both of its engines."""
     return request.param
+
+
+def require(backend: str, feature: str) -> None:
+    reason = UNSUPPORTED.get(BACKENDS[backend][0], {}).get(feature)
+    if reason:
+        pytest.skip(f"{backend} does not support {feature}: {reason}")
+
+
+def run_on(backend: str, net, duration_ms: float, **config):
+    """Compile ``net`` on ``backend`` (a key of BACKENDS) and run it."""
+    name, options = BACKENDS[backend]
+    precision = config.get("precision", "float64")
+    require(backend, precision)
+    config.setdefault("progress", False)
+    if name == "brian2":
+        config.pop("precision", None)
+    return get_backend(name).compile(net, **{**options, **config}).run(duration_ms)
 
 
 def load_example(name: str):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evospike import LIF, AdaptiveLIF, CubaLIF, Izhikevich, Network
-from tests.conftest import run_torch
+from tests.conftest import run_on
 
 
 def _single(model, current=None, dt_ms=0.1, initial=None):
@@ -21,12 +21,12 @@ def _single(model, current=None, dt_ms=0.1, initial=None):
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 @pytest.mark.parametrize("via_current", [False, True])
-def test_lif_constant_current_spikes_at_analytic_times(engine, precision, via_current):
+def test_lif_constant_current_spikes_at_analytic_times(backend, precision, via_current):
     tau, v_rest, v_th, drive, dt, ref_ms = 10.0, -70.0, -50.0, 25.0, 0.1, 2.0
     model = LIF(tau_m_ms=tau, v_rest_mV=v_rest, v_reset_mV=v_rest, v_thresh_mV=v_th,
                 tau_refrac_ms=ref_ms, i_bias_mV=0.0 if via_current else drive)
     net = _single(model, current=drive if via_current else None)
-    res = run_torch(net, 100.0, engine=engine, precision=precision)
+    res = run_on(backend, net, 100.0, precision=precision)
     steps, _ = res.spike_steps("n")
     # v(t) = v_inf + (v_rest - v_inf) exp(-t / tau) crosses v_th at T*:
     v_inf = v_rest + drive
@@ -47,7 +47,7 @@ def test_lif_constant_current_spikes_at_analytic_times(engine, precision, via_cu
     assert trace[first + round(ref_ms / dt)] > v_rest
 
 
-def test_lif_exponential_synapse_matches_alpha_like_closed_form(engine):
+def test_lif_exponential_synapse_matches_alpha_like_closed_form(backend):
     # One input spike of weight w into i_exc: v(t) = w ts/(tm - ts) (e^{-t/tm} - e^{-t/ts})
     tm, ts, w, dt = 20.0, 5.0, 4.0, 0.1
     net = Network("psp", dt_ms=dt)
@@ -56,7 +56,7 @@ def test_lif_exponential_synapse_matches_alpha_like_closed_form(engine):
     src = net.spike_source("in", 1, [0], [0.0])
     net.connect(src, pop, _one(), weight=w, delay_ms=dt)
     net.record_state(pop, "v")
-    res = run_torch(net, 50.0, engine=engine, precision="float64")
+    res = run_on(backend, net, 50.0, precision="float64")
     v = res.traces["n.v"].values[0, :, 0]
     # the spike of step 0 arrives in step 1 (delay one step), after that step's integration
     t = (np.arange(v.size) - 1) * dt
@@ -70,7 +70,7 @@ def _one():
     return OneToOne()
 
 
-def test_cuba_lif_matches_loihi_recurrence(engine):
+def test_cuba_lif_matches_loihi_recurrence(backend):
     du, dv, bias, vth = 0.25, 0.1, 1.0, 30.0
     in_steps = [3, 4, 20, 21, 22, 60]
     net = Network("loihi", dt_ms=1.0)
@@ -79,7 +79,7 @@ def test_cuba_lif_matches_loihi_recurrence(engine):
     net.connect(src, pop, _one(), weight=7.0, delay_ms=1.0)
     net.record_spikes(pop)
     net.record_state(pop, "v")
-    res = run_torch(net, 100.0, engine=engine, precision="float64")
+    res = run_on(backend, net, 100.0, precision="float64")
     u = v = 0.0
     spikes, vs = [], []
     for t in range(100):
@@ -95,10 +95,10 @@ def test_cuba_lif_matches_loihi_recurrence(engine):
     assert len(spikes) >= 3
 
 
-def test_izhikevich_regular_spiking_matches_euler_loop(engine):
+def test_izhikevich_regular_spiking_matches_euler_loop(backend):
     a, b, c, d, current, dt = 0.02, 0.2, -65.0, 8.0, 10.0, 0.1
     net = _single(Izhikevich(a=a, b=b, c_mV=c, d=d, i_bias=current), dt_ms=dt)
-    res = run_torch(net, 300.0, engine=engine, precision="float64")
+    res = run_on(backend, net, 300.0, precision="float64")
     v, u = -65.0, b * -65.0
     spikes = []
     for t in range(3000):
@@ -112,12 +112,12 @@ def test_izhikevich_regular_spiking_matches_euler_loop(engine):
     assert 5 <= len(spikes) <= 20  # regular spiking at I = 10: tonic firing, ~30 Hz
 
 
-def test_adaptive_lif_intervals_lengthen(engine):
+def test_adaptive_lif_intervals_lengthen(backend):
     model = AdaptiveLIF(tau_m_ms=10.0, v_rest_mV=-70.0, v_reset_mV=-70.0, v_thresh_mV=-50.0,
                         i_bias_mV=30.0, tau_adapt_ms=200.0, delta_thresh_mV=2.0)
     net = _single(model)
     net.record_state("n", "theta")
-    res = run_torch(net, 300.0, engine=engine, precision="float64")
+    res = run_on(backend, net, 300.0, precision="float64")
     steps = res.spike_steps("n")[0]
     isi = np.diff(steps)
     assert isi.size > 5
@@ -129,11 +129,11 @@ def test_adaptive_lif_intervals_lengthen(engine):
                                (math.exp(-0.1 / 200.0) - 1.0), atol=1e-9)
 
 
-def test_reset_by_subtraction_keeps_overshoot(engine):
+def test_reset_by_subtraction_keeps_overshoot(backend):
     model = LIF(tau_m_ms=10.0, v_rest_mV=-70.0, v_reset_mV=-70.0, v_thresh_mV=-50.0,
                 i_bias_mV=60.0, reset="subtract")
     net = _single(model)
-    res = run_torch(net, 20.0, engine=engine, precision="float64")
+    res = run_on(backend, net, 20.0, precision="float64")
     steps = res.spike_steps("n")[0]
     v = res.traces["n.v"].values[0, :, 0]
     k = steps[0]
@@ -144,13 +144,13 @@ def test_reset_by_subtraction_keeps_overshoot(engine):
     np.testing.assert_allclose(v[k], v_pre - 20.0, atol=1e-9)
 
 
-def test_refractory_sets_the_shortest_interval(engine):
+def test_refractory_sets_the_shortest_interval(backend):
     # A drive so strong that v is still above threshold after its first reset by subtraction
     # (-22.4 - 20 = -42.4 mV, held): the neuron fires again exactly R = tau_refrac / dt steps
     # later, never sooner.
     model = LIF(tau_m_ms=1.0, v_rest_mV=-70.0, v_reset_mV=-70.0, v_thresh_mV=-50.0,
                 i_bias_mV=500.0, reset="subtract", tau_refrac_ms=0.5)
-    res = run_torch(_single(model), 20.0, engine=engine, precision="float64")
+    res = run_on(backend, _single(model), 20.0, precision="float64")
     steps = res.spike_steps("n")[0]
     assert steps.size > 30
     isi = np.diff(steps)

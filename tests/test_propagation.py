@@ -8,7 +8,7 @@ from evospike import CubaLIF, FixedProbability, FromArrays, Network, Normal
 from evospike.backends.torch import TorchConfig
 from evospike.backends.torch.compiler import compile_network
 from evospike.backends.torch.eager import propagate
-from tests.conftest import run_torch
+from tests.conftest import run_on
 
 BIG = 1e12  # a threshold no test input reaches: the neurons only integrate
 
@@ -21,7 +21,7 @@ def _dense(proj) -> np.ndarray:
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_propagation_equals_dense_product(engine, precision, seed):
+def test_propagation_equals_dense_product(backend, precision, seed):
     rng = np.random.default_rng(seed)
     n_pre, n_post = 300, 200
     fired = np.nonzero(rng.random(n_pre) < 0.3)[0]
@@ -32,7 +32,7 @@ def test_propagation_equals_dense_product(engine, precision, seed):
     proj = net.connect(src, post, FixedProbability(0.2, seed=seed), weight=Normal(0.0, 1.0),
                        delay_ms=1.0)
     net.record_state(post, "u")
-    res = run_torch(net, 3.0, engine=engine, precision=precision)
+    res = run_on(backend, net, 3.0, precision=precision)
     s = np.zeros(n_pre)
     s[fired] = 1.0
     expected = s @ _dense(proj)
@@ -63,7 +63,7 @@ def test_eager_propagate_batched_matches_dense_per_trial():
     assert torch.count_nonzero(buf[others]) == 0
 
 
-def test_delays_arrive_exactly_d_steps_later(engine):
+def test_delays_arrive_exactly_d_steps_later(backend):
     delays = np.array([1, 2, 7, 13, 13, 40])
     n_post = delays.size
     net = Network("delays", dt_ms=0.5)
@@ -74,7 +74,7 @@ def test_delays_arrive_exactly_d_steps_later(engine):
                                       weights=np.arange(1, n_post + 1, dtype=float),
                                       delays_ms=delays * 0.5))
     net.record_state(post, "u")
-    res = run_torch(net, 60.0, engine=engine, precision="float64")
+    res = run_on(backend, net, 60.0, precision="float64")
     u = res.traces["post.u"].values[0]
     for j, d in enumerate(delays):
         arrived = np.nonzero(u[:, j])[0]
@@ -82,7 +82,7 @@ def test_delays_arrive_exactly_d_steps_later(engine):
         np.testing.assert_array_equal(u[arrived, j], j + 1.0)
 
 
-def test_heterogeneous_delays_many_synapses_match_reference(engine):
+def test_heterogeneous_delays_many_synapses_match_reference(backend):
     rng = np.random.default_rng(11)
     n_pre, n_post, n_steps = 40, 30, 60
     times = rng.integers(0, 30, 80)
@@ -98,7 +98,7 @@ def test_heterogeneous_delays_many_synapses_match_reference(engine):
     post = net.population("post", n_post, CubaLIF(du=1.0, dv=1.0, v_thresh=BIG))
     net.connect(src, post, FromArrays(i, j, weights=w, delays_ms=d.astype(float)))
     net.record_state(post, "u")
-    res = run_torch(net, float(n_steps), engine=engine, precision="float64")
+    res = run_on(backend, net, float(n_steps), precision="float64")
     expected = np.zeros((n_steps, n_post))
     for t, n in zip(times, neurons, strict=True):
         for k in np.nonzero(i == n)[0]:

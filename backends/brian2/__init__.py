@@ -22,8 +22,17 @@ TARGETS = ("auto", "cython", "numpy")
 def compile(network: Network, config: Brian2Config | None = None, **overrides) -> Brian2Runner:
     """Build ``network`` in Brian2; refuses, before building anything, every node it cannot
     carry. ``overrides`` replace fields of ``config``."""
-    known = set(Brian2Config.__dataclass_fields__)
-    cfg = replace(config or Brian2Config(), **{k: v for k, v in overrides.items() if k in known})
+    unknown = set(overrides) - set(Brian2Config.__dataclass_fields__)
+    if unknown:
+        raise EvoSpikeError(f"brian2 backend: no option {', '.join(sorted(unknown))} "
+                            f"(options: {', '.join(Brian2Config.__dataclass_fields__)})")
+    cfg = replace(config or Brian2Config(), **overrides)
+    if cfg.precision != "float64":
+        raise EvoSpikeError(f"brian2 backend: runs in float64 only (got precision "
+                            f"{cfg.precision!r})")
+    if cfg.engine != "auto":
+        raise EvoSpikeError("brian2 backend: has no engines; choose its code generation with "
+                            f"--target (got engine {cfg.engine!r})")
     if cfg.target not in TARGETS:
         raise EvoSpikeError(f"brian2 backend: target must be one of {TARGETS} "
                             f"(got {cfg.target!r})")

@@ -32,9 +32,9 @@ class Brian2Config:
     target: str = "auto"
     seeds: tuple[int, ...] = (0,)
     progress: bool = True
-    device: str = "cpu"  # accepted for a uniform CLI; Brian2 runtime runs on the CPU
-    precision: str = "float64"
-    engine: str = "auto"
+    device: str = "cpu"  # Brian2's runtime mode runs on the CPU; anything else is refused
+    precision: str = "float64"  # Brian2 computes in float64; anything else is refused
+    engine: str = "auto"  # the torch backend's notion; only "auto" is accepted here
 
 
 @dataclass

@@ -22,6 +22,10 @@ def compile(network: Network, config: TorchConfig | None = None, **overrides) ->
     """Compile ``network`` for the torch backend; ``overrides`` replace fields of ``config``."""
     import torch
 
+    unknown = set(overrides) - set(TorchConfig.__dataclass_fields__)
+    if unknown:
+        raise EvoSpikeError(f"torch backend: no option {', '.join(sorted(unknown))} "
+                            f"(options: {', '.join(TorchConfig.__dataclass_fields__)})")
     cfg = replace(config or TorchConfig(), **overrides)
     if cfg.precision not in ("float32", "float64"):
         raise EvoSpikeError(f"torch backend: precision must be 'float32' or 'float64' "
