@@ -117,6 +117,24 @@ class Results:
             return 0.0
         return d.step.size / (d.size * self.n_trials * self.duration_ms * 1e-3)
 
+    def trial(self, k: int) -> Results:
+        """The results of trial ``k`` alone, as a one-trial `Results`."""
+        if not 0 <= k < self.n_trials:
+            raise EvoSpikeError(f"trial {k} is out of range: these results hold "
+                                f"{self.n_trials} trial(s)")
+        meta = dict(self.meta, n_trials=1, seeds=np.asarray(self.meta["seeds"])[[k]])
+        out = Results(meta)
+        for name, d in self.spikes_by_node.items():
+            sel = d.trial == k
+            out.spikes_by_node[name] = SpikeData(d.size, d.step[sel], d.neuron[sel],
+                                                 np.zeros(int(sel.sum()), np.int32))
+        for name, t in self.traces.items():
+            out.traces[name] = TraceData(t.target, t.variable, t.steps, t.neurons,
+                                         t.values[k:k + 1])
+        for name, w in self.weights.items():
+            out.weights[name] = WeightData(w.projection, w.steps, w.values[k:k + 1])
+        return out
+
     # ------------------------------------------------------------- HDF5
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically (temporary file + rename)."""

@@ -189,3 +189,29 @@ def test_state_monitor_samples_every_k_steps(engine):
     dense = run_torch(dense_net, 100.0, engine=engine, precision="float64").traces["inh.i_exc"]
     np.testing.assert_array_equal(sparse.values[0], dense.values[0, ::40])
     assert np.abs(dense.values).max() > 0
+
+
+def test_trial_selection(quick_results):
+    one = quick_results.trial(1)
+    assert one.n_trials == 1
+    np.testing.assert_array_equal(one.spike_steps("exc")[0], quick_results.spike_steps("exc", 1)[0])
+    np.testing.assert_array_equal(one.traces["exc.v"].values[0],
+                                  quick_results.traces["exc.v"].values[1])
+    np.testing.assert_array_equal(one.meta["seeds"], [1])
+    with pytest.raises(EvoSpikeError, match="trial 2 is out of range"):
+        quick_results.trial(2)
+
+
+def test_recurrence_detection():
+    from evospike import LIF, FixedProbability, Network
+
+    net = Network("ff")
+    a, b, c = (net.population(n, 5, LIF()) for n in "abc")
+    src = net.poisson_source("src", 5, 10.0)
+    net.connect(src, a, FixedProbability(1.0))
+    net.connect(a, b, FixedProbability(1.0))
+    net.connect(b, c, FixedProbability(1.0))
+    assert net.recurrent_populations() == []
+    net.connect(c, a, FixedProbability(1.0))
+    assert sorted(net.recurrent_populations()) == ["a", "b", "c"]
+    assert load_example("cuba").build(400).recurrent_populations() == ["exc", "inh"]

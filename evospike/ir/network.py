@@ -255,6 +255,26 @@ class Network:
         return self.add(WeightMonitor(name or f"{proj}.weights", proj, every_steps))
 
     # ------------------------------------------------------------------ summary
+    def recurrent_populations(self) -> list[str]:
+        """Populations on a cycle of projections (including self-connections); empty for a
+        feed-forward network, whose activity is fixed by its inputs and not chaotic."""
+        edges: dict[str, set[str]] = {name: set() for name in self.populations}
+        for proj in self.projections.values():
+            if proj.pre in self.populations and proj.n_synapses:
+                edges[proj.pre].add(proj.post)
+        on_cycle = []
+        for start in self.populations:
+            seen, stack = set(), list(edges[start])
+            while stack:
+                node = stack.pop()
+                if node == start:
+                    on_cycle.append(start)
+                    break
+                if node not in seen:
+                    seen.add(node)
+                    stack.extend(edges[node])
+        return on_cycle
+
     @property
     def n_neurons(self) -> int:
         return sum(p.size for p in self.populations.values())
