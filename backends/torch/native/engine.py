@@ -29,10 +29,9 @@ def _structs(precision: str):
         _fields_ = [
             ("kind", I32), ("k", I32), ("n", I32), ("trials", I32), ("x", P), ("P", P),
             ("q", P), ("G", P), ("pn", I32), ("Bc", P), ("nch", I32), ("v_index", I32),
-            ("theta_index", I32), ("v_thresh", P), ("v_thresh_n", I32), ("v_reset", P),
-            ("v_reset_n", I32), ("theta_jump", P), ("theta_jump_n", I32),
+            ("theta_index", I32), ("v_thresh", P), ("v_reset", P), ("theta_jump", P),
             ("reset_subtract", I32), ("has_refractory", I32), ("refrac", P),
-            ("hold_steps", P), ("hold_steps_n", I32), ("buf", P), ("slots", I32),
+            ("hold_steps", P), ("buf", P), ("slots", I32),
             ("current", P), ("izh", P * 8), ("izh_n", I32 * 8), ("ch_exc", I32),
             ("ch_inh", I32), ("ch_v", I32), ("dt_ms", R), ("fired", P), ("n_fired", I64),
             ("record", I32), ("out_step", P), ("out_flat", P), ("out_cap", I64),
@@ -142,14 +141,18 @@ class NativeEngine:
             s.Bc = _ptr(self._arr(bc))
             s.v_index = st.v_index
             s.theta_index = -1 if st.theta_index is None else st.theta_index
-            s.v_thresh, s.v_thresh_n = _ptr(c["v_thresh"]), c["v_thresh"].numel()
-            s.v_reset, s.v_reset_n = _ptr(c["v_reset"]), c["v_reset"].numel()
-            if "theta_jump" in c:
-                s.theta_jump, s.theta_jump_n = _ptr(c["theta_jump"]), c["theta_jump"].numel()
+            # one value per neuron, so the kernel's loops index without branching
+            per_neuron = {key: self._arr(np.broadcast_to(c[key].numpy(), (pop.size,)),
+                                         np.int32 if key == "hold_steps" else None)
+                          for key in ("v_thresh", "v_reset", "theta_jump", "hold_steps")
+                          if key in c}
+            s.v_thresh = _ptr(per_neuron["v_thresh"])
+            s.v_reset = _ptr(per_neuron["v_reset"])
+            if "theta_jump" in per_neuron:
+                s.theta_jump = _ptr(per_neuron["theta_jump"])
             s.reset_subtract = int(st.reset_subtract)
             s.has_refractory = int(pop.has_refractory)
-            s.hold_steps = _ptr(c["hold_steps"])
-            s.hold_steps_n = c["hold_steps"].numel()
+            s.hold_steps = _ptr(per_neuron["hold_steps"])
         else:
             s.kind = 1
             for j, key in enumerate(("a", "b", "c", "d", "v_peak", "i_bias", "decay_exc",

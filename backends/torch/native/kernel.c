@@ -35,13 +35,13 @@ typedef struct {
     int32_t nch;           /* channels in the ring buffer */
     int32_t v_index;
     int32_t theta_index;   /* -1: no adaptive threshold */
-    const REAL *v_thresh;  int32_t v_thresh_n;
-    const REAL *v_reset;   int32_t v_reset_n;
-    const REAL *theta_jump; int32_t theta_jump_n;
+    const REAL *v_thresh;  /* [n] each (the engine expands shared values) */
+    const REAL *v_reset;
+    const REAL *theta_jump;
     int32_t reset_subtract;
     int32_t has_refractory;
     int32_t *refrac;       /* [trials][n] steps of refractoriness left */
-    const int32_t *hold_steps; int32_t hold_steps_n;
+    const int32_t *hold_steps;  /* [n] */
     REAL *buf;             /* [slots][nch][trials][n], NULL when nothing projects here */
     int32_t slots;
     const REAL *current;   /* [steps][n] injected current of this call, or NULL */
@@ -135,33 +135,45 @@ static void advance_linear(Pop *p, int64_t step, int64_t offset) {
                     }
                 }
             }
+            /* threshold in a branch-free pass that vectorises; spikes are rare, so their
+             * resets run in a second, sparse pass */
             const int vi = p->v_index;
-            REAL *restrict xv = p->x + ((size_t)vi * T + b) * n + i0;
-            for (int i = 0; i < m; ++i) {
-                const int neuron = i0 + i;
-                const size_t idx = (size_t)b * n + neuron;
-                int held = 0;
-                if (p->has_refractory && p->refrac[idx] > 0) {
-                    held = 1;
-                    nw[vi][i] = xv[i];
+            const REAL *restrict xv = p->x + ((size_t)vi * T + b) * n + i0;
+            REAL *restrict nv = nw[vi];
+            const REAL *restrict th = p->v_thresh + i0;
+            const REAL *restrict theta = p->theta_index >= 0 ? nw[p->theta_index] : NULL;
+            unsigned char sp[BLOCK];
+            int any = 0;
+            if (p->has_refractory) {
+                int32_t *restrict rf = p->refrac + (size_t)b * n + i0;
+                for (int i = 0; i < m; ++i) {
+                    const int held = rf[i] > 0;
+                    const REAL v = held ? xv[i] : nv[i];
+                    const REAL thr = theta ? th[i] + theta[i] : th[i];
+                    nv[i] = v;
+                    sp[i] = (unsigned char)(!held & (v > thr));
+                    rf[i] = held ? rf[i] - 1 : 0;
+                    any |= sp[i];
                 }
-                REAL thresh = PAR(p->v_thresh, p->v_thresh_n, neuron);
-                if (p->theta_index >= 0) thresh = thresh + nw[p->theta_index][i];
-                const int spiked = !held && nw[vi][i] > thresh;
-                if (spiked) {
+            } else {
+                for (int i = 0; i < m; ++i) {
+                    const REAL thr = theta ? th[i] + theta[i] : th[i];
+                    sp[i] = (unsigned char)(nv[i] > thr);
+                    any |= sp[i];
+                }
+            }
+            if (any) {
+                for (int i = 0; i < m; ++i) {
+                    if (!sp[i]) continue;
+                    const int neuron = i0 + i;
                     if (p->reset_subtract)
-                        nw[vi][i] = nw[vi][i] - (PAR(p->v_thresh, p->v_thresh_n, neuron) -
-                                                 PAR(p->v_reset, p->v_reset_n, neuron));
+                        nv[i] = nv[i] - (p->v_thresh[neuron] - p->v_reset[neuron]);
                     else
-                        nw[vi][i] = PAR(p->v_reset, p->v_reset_n, neuron);
+                        nv[i] = p->v_reset[neuron];
                     if (p->theta_index >= 0)
-                        nw[p->theta_index][i] = nw[p->theta_index][i] +
-                                                PAR(p->theta_jump, p->theta_jump_n, neuron);
-                    p->fired[p->n_fired++] = (int64_t)idx;
-                }
-                if (p->has_refractory) {
-                    if (spiked) p->refrac[idx] = PAR(p->hold_steps, p->hold_steps_n, neuron);
-                    else if (p->refrac[idx] > 0) p->refrac[idx] -= 1;
+                        nw[p->theta_index][i] = nw[p->theta_index][i] + p->theta_jump[neuron];
+                    if (p->has_refractory) p->refrac[(size_t)b * n + neuron] = p->hold_steps[neuron];
+                    p->fired[p->n_fired++] = (int64_t)b * n + neuron;
                 }
             }
             for (int s = 0; s < k; ++s)
