@@ -46,6 +46,28 @@ def _parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="describe a network or results file")
     info.add_argument("path")
+
+    val = sub.add_parser("validate", help="compare a backend against the reference (Brian2)")
+    val.add_argument("model", help=".py file defining build() -> Network, or a saved network .h5")
+    val.add_argument("--against", default="brian2", help="reference backend (default brian2)")
+    val.add_argument("--backend", default="torch", help="candidate backend (default torch)")
+    val.add_argument("--duration", default="1000ms")
+    val.add_argument("--seed", type=int, default=0)
+    val.add_argument("--reference-seeds", type=int, default=4,
+                     help="further reference runs that set the seed-to-seed variability")
+    val.add_argument("--tolerance-steps", type=int, default=1,
+                     help="spike-time tolerance of the exact match, in steps")
+    val.add_argument("--margin", type=float, default=2.0,
+                     help="a statistic passes within margin x the largest seed-to-seed distance")
+    val.add_argument("--precision", default="float64", choices=["float32", "float64"],
+                     help="candidate precision (torch)")
+    val.add_argument("--engine", default=None, choices=["auto", "eager", "native"])
+    val.add_argument("--device", default=None)
+    val.add_argument("--target", default=None, choices=["auto", "cython", "numpy"],
+                     help="Brian2 code generation target")
+    val.add_argument("--out-dir", default="validation",
+                     help="folder for report.json, report.md and comparison.png")
+    val.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -123,9 +145,48 @@ def _info(args) -> int:
     return 0
 
 
+def _options(args, backend: str) -> dict:
+    """The CLI options that apply to ``backend`` (each backend refuses the others)."""
+    per_backend = {"torch": ("device", "precision", "engine"), "brian2": ("target",)}
+    return {key: getattr(args, key) for key in per_backend.get(backend, ())
+            if getattr(args, key, None) is not None}
+
+
+def _validate(args) -> int:
+    from evospike.model_loading import load_model
+    from evospike.units import parse_duration_ms
+    from evospike.validation.runs import run_pair, validate_runs
+
+    duration = parse_duration_ms(args.duration, "--duration")
+    load_model(args.model)  # fail early, with one line, on a bad model file
+    runs = run_pair(lambda: _recording_all(load_model(args.model)), candidate=args.backend,
+                    reference=args.against, duration_ms=duration, seed=args.seed,
+                    n_reference_seeds=args.reference_seeds,
+                    candidate_options=_options(args, args.backend),
+                    reference_options=_options(args, args.against),
+                    progress=not args.no_progress)
+    report = validate_runs(runs, tolerance_steps=args.tolerance_steps, margin=args.margin)
+    out = Path(args.out_dir)
+    report.to_json(out / "report.json")
+    report.to_markdown(out / "report.md")
+    report.plot(out / "comparison.png")
+    kind = ("feed-forward: exact agreement required" if runs.require_exact else
+            f"recurrent ({', '.join(runs.recurrent)}): verdict on the statistics")
+    print(f"{args.backend} against {args.against}, {kind}")
+    print(report.table())
+    print(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'comparison.png'}")
+    return report.exit_status()
+
+
+def _recording_all(net):
+    if not net.spike_monitors:
+        net.record_spikes(*net.populations)
+    return net
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _run, "plot": _plot, "info": _info}
+    handlers = {"run": _run, "plot": _plot, "info": _info, "validate": _validate}
     try:
         return handlers[args.command](args)
     except EvoSpikeError as exc:
