@@ -13,6 +13,7 @@ from evospike.errors import EvoSpikeError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+BRIAN2_TARGETS = ["auto", "cython", "numpy", "cpp_standalone"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="torch: float32 (default) or float64; brian2 runs float64")
     run.add_argument("--engine", default=None, choices=["auto", "eager", "native"],
                      help="torch engine: native CPU kernel, eager torch ops, or auto")
-    run.add_argument("--target", default=None, choices=["auto", "cython", "numpy"],
+    run.add_argument("--target", default=None, choices=BRIAN2_TARGETS,
                      help="brian2 code generation target (default: cython if it works)")
     run.add_argument("--out", default="results.h5", help="results file (default results.h5)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="candidate precision (torch)")
     val.add_argument("--engine", default=None, choices=["auto", "eager", "native"])
     val.add_argument("--device", default=None)
-    val.add_argument("--target", default=None, choices=["auto", "cython", "numpy"],
+    val.add_argument("--target", default=None, choices=BRIAN2_TARGETS,
                      help="Brian2 code generation target")
     val.add_argument("--out-dir", default="validation",
                      help="folder for report.json, report.md and comparison.png")

@@ -125,3 +125,20 @@ def test_cli_runs_on_brian2(tmp_path):
     res = Results.load(out)
     assert res.meta["backend"] == "brian2" and res.meta["engine"] == "runtime/numpy"
     assert res.spikes_by_node["drive"].step.size > 0
+
+
+@pytest.mark.slow
+def test_cpp_standalone_matches_runtime_and_runs_once():
+    runner = get_backend("brian2").compile(load_example("quickstart").build(),
+                                           target="cpp_standalone", progress=False)
+    standalone = runner.run(100.0)
+    runtime = run_on("brian2", load_example("quickstart").build(), 100.0)
+    for node in ("exc", "inh", "drive"):
+        np.testing.assert_array_equal(standalone.spike_steps(node)[0], runtime.spike_steps(node)[0])
+        np.testing.assert_array_equal(standalone.spike_steps(node)[1], runtime.spike_steps(node)[1])
+    assert standalone.meta["engine"] == "cpp_standalone"
+    assert standalone.meta["standalone_run_time_s"] > 0
+    with pytest.raises(Exception, match="cannot continue"):
+        runner.run(10.0)
+    # the process is back in runtime mode afterwards
+    assert run_on("brian2", load_example("quickstart").build(), 10.0).n_steps == 100

@@ -16,7 +16,7 @@ from .compiler import NODE_BUILDERS, Brian2Config, refusals
 from .runner import Brian2Runner
 
 NAME = "brian2"
-TARGETS = ("auto", "cython", "numpy")
+TARGETS = ("auto", "cython", "numpy", "cpp_standalone")
 
 
 def compile(network: Network, config: Brian2Config | None = None, **overrides) -> Brian2Runner:

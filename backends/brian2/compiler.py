@@ -26,7 +26,9 @@ class Brian2Config:
     """How the Brian2 backend runs a network.
 
     ``target``: ``"auto"`` (cython when a C compiler works, numpy otherwise), ``"cython"`` or
-    ``"numpy"`` (runtime mode). ``seeds``: one per trial; Brian2 runs trials one after another.
+    ``"numpy"`` (runtime mode), or ``"cpp_standalone"`` (one compiled C++ program for the whole
+    run: fastest for long runs, one seed, no continuation). ``seeds``: one per trial; Brian2
+    runs trials one after another.
     """
 
     target: str = "auto"
