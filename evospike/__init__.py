@@ -7,6 +7,7 @@ from evospike.connectors import AllToAll, FixedInDegree, FixedProbability, FromA
 from evospike.errors import EvoSpikeError, UnsupportedError, ValidationError
 from evospike.ir import (
     LIF,
+    STDP,
     AdaptiveLIF,
     CubaLIF,
     CurrentInput,
@@ -25,5 +26,5 @@ __all__ = [
     "Network", "Population", "Projection", "PoissonSource", "SpikeTimesSource", "CurrentInput",
     "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "Uniform", "Normal", "AllToAll", "OneToOne",
     "FixedProbability", "FixedInDegree", "FromArrays", "Results", "EvoSpikeError",
-    "ValidationError", "UnsupportedError", "__version__",
+    "ValidationError", "UnsupportedError", "STDP", "__version__",
 ]

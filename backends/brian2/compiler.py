@@ -16,6 +16,7 @@ from evospike.ir.nodes import (
     Projection,
     SpikeTimesSource,
 )
+from evospike.ir.plasticity import STDP
 from evospike.realize import initial_state, spike_time_steps
 
 from .equations import EmittedModel, emit, unsupported_reason
@@ -120,8 +121,15 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
     post = built.groups[proj.post]
     post_model = built.emitted[proj.post]
     in_volts = post_model.state_units.get("v") == "mV"
-    syn = b2.Synapses(pre, post, model=f"w : {'volt' if in_volts else '1'} (constant)",
-                      on_pre=post_model.channel_code[proj.target], dt=net.dt_ms * b2.ms)
+    rules = [r for r in net.plasticity.values() if r.projection == proj.name]
+    if rules:
+        model, on_pre, on_post, namespace = stdp_code(rules[0], in_volts)
+        syn = b2.Synapses(pre, post, model=model, dt=net.dt_ms * b2.ms, namespace=namespace,
+                          on_pre=post_model.channel_code[proj.target] + "\n" + on_pre,
+                          on_post=on_post)
+    else:
+        syn = b2.Synapses(pre, post, model=f"w : {'volt' if in_volts else '1'} (constant)",
+                          on_pre=post_model.channel_code[proj.target], dt=net.dt_ms * b2.ms)
     syn.connect(i=proj.pre_indices(), j=proj.indices.astype(np.int64))
     syn.w = proj.weights * (b2.mV if in_volts else 1)
     # EvoSpike applies events after integration and before the threshold of their arrival step.
@@ -133,18 +141,45 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
     built.network.add(syn)
 
 
+def stdp_code(rule: STDP, in_volts: bool) -> tuple[str, str, str, dict]:
+    """Brian2 model, on_pre and on_post of pair-based STDP (`evospike.ir.plasticity`):
+    event-driven traces, the transmitted weight read before the arrival's own update."""
+    import brian2 as b2
+
+    unit = "volt" if in_volts else "1"
+    scale = b2.mV if in_volts else 1
+    model = (f"w : {unit}\n"
+             "dx/dt = -x / tau_plus : 1 (event-driven)\n"
+             "dy/dt = -y / tau_minus : 1 (event-driven)")
+    raise_trace = "{0} += 1" if rule.pairing == "all" else "{0} = 1"
+    additive = rule.weight_dependence == "additive"
+    depress = "w - a_minus * y" if additive else "w - a_minus * y * (w - w_min)"
+    potentiate = "w + a_plus * x" if additive else "w + a_plus * x * (w_max - w)"
+    on_pre = f"w = clip({depress}, w_min, w_max)\n" + raise_trace.format("x")
+    on_post = raise_trace.format("y") + f"\nw = clip({potentiate}, w_min, w_max)"
+    namespace = {
+        "tau_plus": rule.tau_plus_ms * b2.ms, "tau_minus": rule.tau_minus_ms * b2.ms,
+        "a_plus": rule.a_plus * (scale if additive else 1),
+        "a_minus": rule.a_minus * (scale if additive else 1),
+        "w_min": rule.w_min * scale, "w_max": rule.w_max * scale,
+    }
+    return model, on_pre, on_post, namespace
+
+
 NODE_BUILDERS: dict[type, Callable] = {
     Population: build_population,
     PoissonSource: build_source,
     SpikeTimesSource: build_source,
     Projection: build_projection,
+    STDP: None,  # built with its projection (build_projection)
 }
 
 
 def refusals(net: Network) -> list[str]:
     """Every node the Brian2 backend cannot carry, with the reason (empty: it runs)."""
     out = []
-    for node in [*net.populations.values(), *net.sources.values(), *net.projections.values()]:
+    for node in [*net.populations.values(), *net.sources.values(), *net.projections.values(),
+                 *net.plasticity.values()]:
         if type(node) not in NODE_BUILDERS:
             out.append(f"{type(node).__name__} '{node.name}': no Brian2 builder for this node "
                        "type")

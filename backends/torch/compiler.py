@@ -23,6 +23,7 @@ from evospike.ir.nodes import (
     StateMonitor,
     WeightMonitor,
 )
+from evospike.ir.plasticity import STDP
 from evospike.realize import current_is_constant, initial_state, spike_time_steps
 
 
@@ -79,6 +80,23 @@ class TProjection:
     uniform_delay: int
     max_delay: int
     channel_slot: int = 0  # index into the post population's buffer channels
+    plastic: TPlastic | None = None  # set when a plasticity rule acts on this projection
+
+
+@dataclass
+class TPlastic:
+    """State of an STDP rule: traces, the columns (CSC) for potentiation, and the presynaptic
+    spikes still on their way to the synapses (one list per step of the delay)."""
+
+    rule: STDP
+    decay_x: float
+    decay_y: float
+    x: torch.Tensor  # (trials, n_pre)
+    y: torch.Tensor  # (trials, n_post)
+    col_ptr: torch.Tensor  # (n_post + 1,)
+    col_syn: torch.Tensor  # (synapses,) synapse ids grouped by postsynaptic neuron
+    col_pre: torch.Tensor  # (synapses,) their presynaptic neurons
+    pending: list[torch.Tensor]  # pending[step % delay]: flat pre indices arriving then
 
 
 @dataclass
@@ -93,6 +111,10 @@ class CompiledNetwork:
     spike_monitors: list[SpikeMonitor]
     state_monitors: dict[str, StateMonitor]
     weight_monitors: dict[str, WeightMonitor]
+
+    @property
+    def plastic(self) -> list[TProjection]:
+        return [p for p in self.projections.values() if p.plastic is not None]
 
 
 def _t(array, dtype, device) -> torch.Tensor:
@@ -158,18 +180,40 @@ def compile_projection(proj: Projection, net: Network, cfg: TorchConfig, dtype, 
     )
 
 
+def compile_stdp(rule: STDP, net: Network, cfg: TorchConfig, dtype, device, proj: TProjection):
+    """Weights become per trial (each trial learns on its own); traces start at zero."""
+    ir_proj = net.projections[rule.projection]
+    trials = len(cfg.seeds)
+    proj.weights = proj.weights.unsqueeze(0).repeat(trials, 1).contiguous()
+    order = np.argsort(ir_proj.indices, kind="stable")
+    col_ptr = np.zeros(ir_proj.n_post + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ir_proj.indices, minlength=ir_proj.n_post), out=col_ptr[1:])
+    empty = torch.zeros(0, dtype=torch.int64, device=device)
+    proj.plastic = TPlastic(
+        rule=rule, decay_x=float(np.exp(-net.dt_ms / rule.tau_plus_ms)),
+        decay_y=float(np.exp(-net.dt_ms / rule.tau_minus_ms)),
+        x=torch.zeros((trials, ir_proj.n_pre), dtype=dtype, device=device),
+        y=torch.zeros((trials, ir_proj.n_post), dtype=dtype, device=device),
+        col_ptr=_t(col_ptr, torch.int64, device), col_syn=_t(order, torch.int64, device),
+        col_pre=_t(ir_proj.pre_indices()[order], torch.int64, device),
+        pending=[empty] * proj.uniform_delay,
+    )
+
+
 NODE_COMPILERS: dict[type, Callable] = {
     Population: compile_population,
     PoissonSource: compile_source,
     SpikeTimesSource: compile_source,
     Projection: compile_projection,
+    STDP: compile_stdp,
 }
 
 
 def refusals(net: Network) -> list[str]:
     """Every node this backend cannot carry, with the reason (empty: it runs)."""
     out = []
-    nodes = [*net.populations.values(), *net.sources.values(), *net.projections.values()]
+    nodes = [*net.populations.values(), *net.sources.values(), *net.projections.values(),
+             *net.plasticity.values()]
     for node in nodes:
         if type(node) not in NODE_COMPILERS:
             out.append(f"{type(node).__name__} '{node.name}': no torch compiler for this node type")
@@ -188,6 +232,8 @@ def compile_network(net: Network, cfg: TorchConfig) -> CompiledNetwork:
             for s in net.sources.values()}
     projs = {p.name: NODE_COMPILERS[type(p)](p, net, cfg, dtype, device)
              for p in net.projections.values()}
+    for rule in net.plasticity.values():
+        NODE_COMPILERS[type(rule)](rule, net, cfg, dtype, device, projs[rule.projection])
     # One ring buffer per population: a slot per delay step, a row per channel in use.
     trials = len(cfg.seeds)
     for pop in pops.values():

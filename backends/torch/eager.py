@@ -99,27 +99,38 @@ def advance_izhikevich(pop: TPopulation, arrivals: torch.Tensor | None,
     pop.spiked = spiked
 
 
+def gather_segments(ptr: torch.Tensor, rows: torch.Tensor):
+    """For CSR-like pointers ``ptr`` and the rows ``rows``: the entries of all those rows,
+    concatenated, and for each entry the position of its row in ``rows``."""
+    starts = ptr[rows]
+    counts = ptr[rows + 1] - starts
+    total = int(counts.sum())
+    row_of = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), counts,
+                                     output_size=total)
+    offsets = torch.cumsum(counts, 0) - counts
+    entries = starts[row_of] + (torch.arange(total, device=rows.device) - offsets[row_of])
+    return entries, row_of
+
+
 def propagate(proj: TProjection, fired: torch.Tensor, buf: torch.Tensor, step: int) -> None:
     """Add the weights of every synapse of the fired presynaptic neurons into ``buf``.
 
     ``fired`` holds flat indices ``trial * n_pre + neuron``; ``buf`` is the post population's
-    ring buffer (slots, channels, trials, n_post)."""
+    ring buffer (slots, channels, trials, n_post). For a plastic projection ``fired`` are the
+    spikes arriving now and ``step`` is such that they land in this step's slot."""
     if fired.numel() == 0:
         return
     pre = fired % proj.n_pre
     trial = fired // proj.n_pre
-    starts = proj.indptr[pre]
-    counts = proj.indptr[pre + 1] - starts
-    total = int(counts.sum())
+    syn, row_of = gather_segments(proj.indptr, pre)
+    total = syn.numel()
     if total == 0:
         return
-    # synapse ids: for fired row r, starts[r] .. starts[r] + counts[r] - 1, concatenated
-    row_of = torch.repeat_interleave(torch.arange(pre.numel(), device=fired.device), counts,
-                                     output_size=total)
-    offsets = torch.cumsum(counts, 0) - counts
-    syn = starts[row_of] + (torch.arange(total, device=fired.device) - offsets[row_of])
     targets = proj.indices[syn].to(torch.int64) + trial[row_of] * proj.n_post
-    weights = proj.weights[syn]
+    if proj.weights.dim() == 2:  # plastic: one weight vector per trial
+        weights = proj.weights.view(-1)[trial[row_of] * proj.weights.shape[1] + syn]
+    else:
+        weights = proj.weights[syn]
     slots, channels, trials, n_post = buf.shape
     if proj.delays is None:
         slot = (step + proj.uniform_delay) % slots
@@ -130,11 +141,62 @@ def propagate(proj: TProjection, fired: torch.Tensor, buf: torch.Tensor, step: i
         buf.view(-1).index_add_(0, flat, weights)
 
 
+def stdp_update(proj: TProjection, arriving: torch.Tensor, post_fired: torch.Tensor) -> None:
+    """One step of pair-based STDP (`evospike.ir.plasticity`): decay, depression by the
+    arriving presynaptic spikes, potentiation by the postsynaptic spikes."""
+    pl = proj.plastic
+    rule = pl.rule
+    pl.x.mul_(pl.decay_x)
+    pl.y.mul_(pl.decay_y)
+    w = proj.weights.view(-1)
+    nnz = proj.weights.shape[1]
+    if arriving.numel():
+        pre = arriving % proj.n_pre
+        trial = arriving // proj.n_pre
+        syn, row_of = gather_segments(proj.indptr, pre)
+        if syn.numel():
+            t = trial[row_of]
+            flat = t * nnz + syn
+            y = pl.y.view(-1)[t * proj.n_post + proj.indices[syn].to(torch.int64)]
+            if rule.weight_dependence == "additive":
+                new = w[flat] - rule.a_minus * y
+            else:
+                new = w[flat] - rule.a_minus * y * (w[flat] - rule.w_min)
+            w[flat] = new.clamp_(rule.w_min, rule.w_max)
+        if rule.pairing == "all":
+            pl.x.view(-1)[arriving] += 1.0
+        else:
+            pl.x.view(-1)[arriving] = 1.0
+    if post_fired.numel():
+        post = post_fired % proj.n_post
+        trial = post_fired // proj.n_post
+        if rule.pairing == "all":
+            pl.y.view(-1)[post_fired] += 1.0
+        else:
+            pl.y.view(-1)[post_fired] = 1.0
+        entries, row_of = gather_segments(pl.col_ptr, post)
+        if entries.numel():
+            t = trial[row_of]
+            flat = t * nnz + pl.col_syn[entries]
+            x = pl.x.view(-1)[t * proj.n_pre + pl.col_pre[entries]]
+            if rule.weight_dependence == "additive":
+                new = w[flat] + rule.a_plus * x
+            else:
+                new = w[flat] + rule.a_plus * x * (rule.w_max - w[flat])
+            w[flat] = new.clamp_(rule.w_min, rule.w_max)
+
+
 def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | None],
              source_fired: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Advance every population by one step and send the spikes; returns the flat indices
     (trial * size + neuron) of every node that fired in this step."""
     fired: dict[str, torch.Tensor] = {}
+    arriving: dict[str, torch.Tensor] = {}
+    for proj in cn.plastic:
+        # spikes reach plastic synapses now and are sent with the weights they find there
+        d = proj.uniform_delay
+        arriving[proj.name] = proj.plastic.pending[step % d]
+        propagate(proj, arriving[proj.name], cn.populations[proj.post].buf, step - d)
     for pop in cn.populations.values():
         arrivals = None
         if pop.buf is not None:
@@ -148,5 +210,9 @@ def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | 
         fired[pop.name] = pop.spiked.view(-1).nonzero().squeeze(1)
     fired.update(source_fired)
     for proj in cn.projections.values():
-        propagate(proj, fired[proj.pre], cn.populations[proj.post].buf, step)
+        if proj.plastic is None:
+            propagate(proj, fired[proj.pre], cn.populations[proj.post].buf, step)
+        else:
+            stdp_update(proj, arriving[proj.name], fired[proj.post])
+            proj.plastic.pending[step % proj.uniform_delay] = fired[proj.pre]
     return fired

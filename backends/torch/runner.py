@@ -112,7 +112,7 @@ class TorchRunner:
                 w = cn.projections[mon.projection].weights.to(torch.float64).cpu().numpy()
                 rec.weight_steps.setdefault(name, []).append(step)
                 rec.weight_values.setdefault(name, []).append(
-                    np.broadcast_to(w, (len(cn.config.seeds), w.size)))
+                    np.broadcast_to(w, (len(cn.config.seeds), w.shape[-1])).copy())
 
     def _recorded_nodes(self) -> list[str]:
         return [m.target for m in self.cn.spike_monitors]
@@ -230,7 +230,7 @@ class TorchRunner:
                                          mon.neurons, arr)
         for name, mon in cn.weight_monitors.items():
             values = rec.weight_values.get(name, [])
-            nnz = cn.projections[mon.projection].weights.numel()
+            nnz = cn.projections[mon.projection].weights.shape[-1]
             arr = np.stack(values, axis=1) if values else np.zeros((trials, 0, nnz))
             res.weights[name] = WeightData(mon.projection,
                                            np.asarray(rec.weight_steps.get(name, []), np.int64),
@@ -252,10 +252,14 @@ class TorchRunner:
                     sum(nbytes(t) for t in p.consts.values()) for p in cn.populations.values())
         buffers = sum(nbytes(p.buf) for p in cn.populations.values())
         n_syn = sum(p.indices.numel() for p in cn.projections.values())
-        total = synapse + rows + state + buffers
+        plastic = sum(nbytes(p.plastic.x) + nbytes(p.plastic.y) + nbytes(p.plastic.col_ptr) +
+                      nbytes(p.plastic.col_syn) + nbytes(p.plastic.col_pre)
+                      for p in cn.plastic)
+        total = synapse + rows + state + buffers + plastic
         return {
             "synapses": n_syn, "synapse_bytes": synapse, "row_pointer_bytes": rows,
-            "state_bytes": state, "delay_buffer_bytes": buffers, "total_bytes": total,
+            "state_bytes": state, "delay_buffer_bytes": buffers, "plasticity_bytes": plastic,
+            "total_bytes": total,
             "bytes_per_synapse": synapse / n_syn if n_syn else 0.0,
             "total_bytes_per_synapse": total / n_syn if n_syn else 0.0,
         }

@@ -13,9 +13,10 @@ from evospike.ir.nodes import (
     StateMonitor,
     WeightMonitor,
 )
+from evospike.ir.plasticity import STDP
 
 __all__ = [
     "Network", "Population", "Projection", "PoissonSource", "SpikeTimesSource", "CurrentInput",
     "SpikeMonitor", "StateMonitor", "WeightMonitor", "NeuronModel", "LIF", "AdaptiveLIF",
-    "CubaLIF", "Izhikevich", "NEURON_MODELS", "Uniform", "Normal",
+    "CubaLIF", "Izhikevich", "NEURON_MODELS", "Uniform", "Normal", "STDP",
 ]

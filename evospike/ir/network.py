@@ -28,6 +28,7 @@ from evospike.ir.nodes import (
     StateMonitor,
     WeightMonitor,
 )
+from evospike.ir.plasticity import STDP
 from evospike.units import steps_of
 
 Endpoint = Population | PoissonSource | SpikeTimesSource | str
@@ -49,6 +50,7 @@ class Network:
     spike_monitors: list[SpikeMonitor] = field(default_factory=list)
     state_monitors: dict[str, StateMonitor] = field(default_factory=dict)
     weight_monitors: dict[str, WeightMonitor] = field(default_factory=dict)
+    plasticity: dict[str, STDP] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.dt_ms, (int, float)) or not np.isfinite(self.dt_ms) or \
@@ -74,7 +76,8 @@ class Network:
 
     def _claim(self, name: str) -> None:
         taken = set(self.populations) | set(self.sources) | set(self.projections) | \
-            set(self.currents) | set(self.state_monitors) | set(self.weight_monitors)
+            set(self.currents) | set(self.state_monitors) | set(self.weight_monitors) | \
+            set(self.plasticity)
         if name in taken:
             raise ValidationError("Network", self.name, "name", "is already used", name)
 
@@ -133,6 +136,27 @@ class Network:
                                       int(node.neurons[(node.neurons < 0) |
                                                        (node.neurons >= pop.size)][0]))
             self.state_monitors[node.name] = node
+        elif isinstance(node, STDP):
+            self._claim(node.name)
+            if node.projection not in self.projections:
+                raise ValidationError("STDP", node.name, "projection",
+                                      "is not a projection of the network", node.projection)
+            proj = self.projections[node.projection]
+            if any(p.projection == node.projection for p in self.plasticity.values()):
+                raise ValidationError("STDP", node.name, "projection",
+                                      "already has a plasticity rule", node.projection)
+            if proj.n_synapses and np.any(proj.delays != proj.delays[0]):
+                raise ValidationError("STDP", node.name, "projection",
+                                      "has per-synapse delays of different lengths; plastic "
+                                      "projections need one delay for all synapses (per-synapse "
+                                      "traces are not implemented)", node.projection)
+            w = proj.weights
+            if w.size and (w.min() < node.w_min or w.max() > node.w_max):
+                raise ValidationError("STDP", node.name, "projection weights",
+                                      f"must start within [w_min, w_max] = [{node.w_min}, "
+                                      f"{node.w_max}]", float(w.min() if w.min() < node.w_min
+                                                              else w.max()))
+            self.plasticity[node.name] = node
         elif isinstance(node, WeightMonitor):
             self._claim(node.name)
             if node.projection not in self.projections:
@@ -233,6 +257,11 @@ class Network:
                                   f"must be a scalar or have one value per synapse ({nnz})",
                                   arr.shape)
         return arr.copy()
+
+    def stdp(self, projection: Projection | str, name: str | None = None, **params) -> STDP:
+        """Make ``projection`` plastic with pair-based STDP (see `evospike.ir.plasticity`)."""
+        proj = projection if isinstance(projection, str) else projection.name
+        return self.add(STDP(name or f"{proj}.stdp", proj, **params))
 
     def record_spikes(self, *targets: Endpoint) -> None:
         """Record every spike of these populations or sources."""

@@ -38,6 +38,7 @@ from evospike.ir.nodes import (
     StateMonitor,
     WeightMonitor,
 )
+from evospike.ir.plasticity import PLASTICITY_RULES
 
 FORMAT = "evospike-network"
 VERSION = 1
@@ -116,6 +117,13 @@ def save_network(net: Network, path: str | os.PathLike) -> None:
             g = states.create_group(mon.name, track_order=True)
             g.attrs.update(target=mon.target, variable=mon.variable, every_steps=mon.every_steps)
             _put(g, "neurons", mon.neurons)
+        rules = f.create_group("plasticity", track_order=True)
+        for rule in net.plasticity.values():
+            g = rules.create_group(rule.name, track_order=True)
+            g.attrs["rule"] = type(rule).__name__
+            for key, value in vars(rule).items():
+                if key != "name":
+                    g.attrs[key] = value
         weights = mons.create_group("weights", track_order=True)
         for wmon in net.weight_monitors.values():
             g = weights.create_group(wmon.name, track_order=True)
@@ -187,4 +195,9 @@ def _load_network(path: Path) -> Network:
                                  g["neurons"][()], int(g.attrs["every_steps"])))
         for name, g in mons["weights"].items():
             net.add(WeightMonitor(name, _str(g.attrs["projection"]), int(g.attrs["every_steps"])))
+        for name, g in f.get("plasticity", {}).items():
+            cls = PLASTICITY_RULES[_str(g.attrs["rule"])]
+            params = {k: (_str(v) if isinstance(v, (bytes, str)) else v.item())
+                      for k, v in g.attrs.items() if k != "rule"}
+            net.add(cls(name, **params))
         return net

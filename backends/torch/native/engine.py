@@ -58,6 +58,9 @@ def native_unavailable_reason(cn) -> str | None:
     """None if the native kernel can run ``cn``; otherwise why not."""
     if cn.device.type != "cpu":
         return f"it runs on the CPU only (device is {cn.device})"
+    if cn.plastic:
+        return ("plasticity is not in the native kernel yet (plastic projections: "
+                f"{', '.join(p.name for p in cn.plastic)})")
     for pop in cn.populations.values():
         if len(pop.step.state_names) > MAX_STATES:
             return f"population '{pop.name}' has more than {MAX_STATES} state variables"
