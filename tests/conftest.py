@@ -22,8 +22,6 @@ BACKENDS = {
 #: backend test id -> {feature: reason it is not supported}
 UNSUPPORTED = {
     "brian2": {"float32": "Brian2's runtime mode computes in float64"},
-    "torch-native": {"plasticity": "plasticity is not in the native kernel yet (the torch "
-                                   "backend runs plastic networks on its eager engine)"},
 }
 
 

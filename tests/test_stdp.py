@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from evospike import STDP, FixedProbability, FromArrays, Network, OneToOne, Uniform
-from evospike.backends import get_backend
-from evospike.errors import EvoSpikeError, ValidationError
+from evospike.errors import ValidationError
 from evospike.ir.neurons import LIF
 from tests.conftest import run_on
 
@@ -107,10 +106,20 @@ def test_plastic_networks_refuse_what_is_not_there():
     with pytest.raises(ValidationError, match="must start within"):
         net.add(STDP("too-strong", "uniform", w_max=0.25))
     net.stdp(ok)
-    with pytest.raises(EvoSpikeError, match="plasticity is not in the native kernel"):
-        get_backend("torch").compile(net, engine="native", progress=False)
-    runner = get_backend("torch").compile(net, progress=False)
-    assert runner.engine == "eager" and "plasticity" in runner.engine_note
+    with pytest.raises(ValidationError, match="already has a plasticity rule"):
+        net.add(STDP("second", "uniform"))
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize("pairing, dependence", VARIANTS)
+def test_native_engine_learns_exactly_like_eager(pairing, dependence, precision):
+    runs = [run_on(f"torch-{e}", _driven(pairing, dependence, 0.5), 300.0, precision=precision,
+                   seeds=(0, 1)) for e in ("eager", "native")]
+    w_eager, w_native = (r.weights["in->post.weights"].values for r in runs)
+    np.testing.assert_array_equal(w_native, w_eager)
+    np.testing.assert_array_equal(runs[0].spike_steps("post", 1)[0],
+                                  runs[1].spike_steps("post", 1)[0])
+    assert np.abs(w_eager[0, -1] - w_eager[0, 0]).max() > 0.1
 
 
 def test_stdp_survives_the_hdf5_round_trip(tmp_path):

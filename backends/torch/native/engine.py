@@ -43,6 +43,10 @@ def _structs(precision: str):
             ("pre_is_source", I32), ("pre", I32), ("post", I32), ("n_pre", I32),
             ("n_post", I32), ("indptr", P), ("indices", P), ("weights", P), ("delays16", P),
             ("delays32", P), ("uniform_delay", I32), ("channel", I32),
+            ("plastic", I32), ("nnz", I64), ("wt", P), ("x", P), ("y", P), ("decay_x", R),
+            ("decay_y", R), ("a_plus", R), ("a_minus", R), ("w_min", R), ("w_max", R),
+            ("nearest", I32), ("multiplicative", I32), ("col_ptr", P), ("col_syn", P),
+            ("col_pre", P), ("pending", P), ("pending_n", P),
         ]
 
     class Src(ctypes.Structure):
@@ -58,9 +62,6 @@ def native_unavailable_reason(cn) -> str | None:
     """None if the native kernel can run ``cn``; otherwise why not."""
     if cn.device.type != "cpu":
         return f"it runs on the CPU only (device is {cn.device})"
-    if cn.plastic:
-        return ("plasticity is not in the native kernel yet (plastic projections: "
-                f"{', '.join(p.name for p in cn.plastic)})")
     for pop in cn.populations.values():
         if len(pop.step.state_names) > MAX_STATES:
             return f"population '{pop.name}' has more than {MAX_STATES} state variables"
@@ -117,7 +118,27 @@ class NativeEngine:
                     c.delays32 = _ptr(proj.delays)
             c.uniform_delay = proj.uniform_delay
             c.channel = proj.channel_slot
+            if proj.plastic is not None:
+                self._fill_plastic(c, proj)
         self.n_pops, self.n_srcs, self.n_projs = len(pops), len(self.src_names), len(projs)
+
+    def _fill_plastic(self, c, proj) -> None:
+        pl, rule = proj.plastic, proj.plastic.rule
+        trials = proj.weights.shape[0]
+        c.plastic, c.nnz, c.wt = 1, proj.weights.shape[1], _ptr(proj.weights)
+        c.x, c.y = _ptr(pl.x), _ptr(pl.y)
+        c.decay_x, c.decay_y = pl.decay_x, pl.decay_y
+        c.a_plus, c.a_minus, c.w_min, c.w_max = rule.a_plus, rule.a_minus, rule.w_min, rule.w_max
+        c.nearest = int(rule.pairing == "nearest")
+        c.multiplicative = int(rule.weight_dependence == "multiplicative")
+        c.col_ptr, c.col_syn, c.col_pre = _ptr(pl.col_ptr), _ptr(pl.col_syn), _ptr(pl.col_pre)
+        # spikes on their way, carried over from the eager representation (empty at start)
+        pending = self._arr(np.zeros((proj.uniform_delay, trials * proj.n_pre)), np.int64)
+        counts = self._arr(np.zeros(proj.uniform_delay), np.int64)
+        for slot, fired in enumerate(pl.pending):
+            pending[slot, : fired.numel()] = fired.numpy()
+            counts[slot] = fired.numel()
+        c.pending, c.pending_n = _ptr(pending), _ptr(counts)
 
     def _arr(self, values, dtype=None) -> np.ndarray:
         arr = np.ascontiguousarray(values, dtype=dtype or self.np_dtype)

@@ -72,6 +72,16 @@ typedef struct {
     const int32_t *delays32;
     int32_t uniform_delay;
     int32_t channel;       /* buffer channel in the post population */
+    /* pair-based STDP (evospike/ir/plasticity.py); weights are then per trial [trials][nnz] */
+    int32_t plastic;
+    int64_t nnz;
+    REAL *wt;
+    REAL *x, *y;           /* traces [trials][n_pre], [trials][n_post] */
+    REAL decay_x, decay_y, a_plus, a_minus, w_min, w_max;
+    int32_t nearest, multiplicative;
+    const int64_t *col_ptr, *col_syn, *col_pre;
+    int64_t *pending;      /* [uniform_delay][trials * n_pre]: spikes still on their way */
+    int64_t *pending_n;    /* [uniform_delay] */
 } Proj;
 
 typedef struct {
@@ -245,10 +255,73 @@ static void propagate(const Proj *pr, Pop *post, const int64_t *fired, int64_t n
     }
 }
 
+/* Spikes reaching a plastic projection now are sent with the weights they find there. */
+static void transmit_plastic(const Proj *pr, Pop *post, int64_t step) {
+    const int64_t slot = step % pr->uniform_delay;
+    const int T = post->trials, n_post = post->n, nch = post->nch;
+    const int64_t *arr = pr->pending + slot * (int64_t)T * pr->n_pre;
+    for (int64_t f = 0; f < pr->pending_n[slot]; ++f) {
+        const int64_t trial = arr[f] / pr->n_pre, pre = arr[f] % pr->n_pre;
+        REAL *dst = post->buf + (((size_t)(step % post->slots) * nch + pr->channel) * T + trial) * n_post;
+        const REAL *w = pr->wt + trial * pr->nnz;
+        for (int64_t s = pr->indptr[pre]; s < pr->indptr[pre + 1]; ++s) dst[pr->indices[s]] += w[s];
+    }
+}
+
+static REAL clampr(REAL v, REAL lo, REAL hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* One step of STDP, in the eager engine's order: decay, depression by the arriving spikes,
+ * pre traces, post traces, potentiation by the postsynaptic spikes. */
+static void stdp_update(Proj *pr, const Pop *post, int64_t step) {
+    const int T = post->trials, n_pre = pr->n_pre, n_post = pr->n_post;
+    for (int64_t k = 0; k < (int64_t)T * n_pre; ++k) pr->x[k] *= pr->decay_x;
+    for (int64_t k = 0; k < (int64_t)T * n_post; ++k) pr->y[k] *= pr->decay_y;
+    const int64_t slot = step % pr->uniform_delay;
+    const int64_t *arr = pr->pending + slot * (int64_t)T * n_pre;
+    for (int64_t f = 0; f < pr->pending_n[slot]; ++f) {
+        const int64_t trial = arr[f] / n_pre, pre = arr[f] % n_pre;
+        REAL *w = pr->wt + trial * pr->nnz;
+        const REAL *y = pr->y + trial * n_post;
+        for (int64_t s = pr->indptr[pre]; s < pr->indptr[pre + 1]; ++s) {
+            const REAL yv = y[pr->indices[s]];
+            const REAL nw = pr->multiplicative ? w[s] - pr->a_minus * yv * (w[s] - pr->w_min)
+                                               : w[s] - pr->a_minus * yv;
+            w[s] = clampr(nw, pr->w_min, pr->w_max);
+        }
+    }
+    for (int64_t f = 0; f < pr->pending_n[slot]; ++f) {
+        if (pr->nearest) pr->x[arr[f]] = (REAL)1;
+        else pr->x[arr[f]] += (REAL)1;
+    }
+    for (int64_t f = 0; f < post->n_fired; ++f) {
+        if (pr->nearest) pr->y[post->fired[f]] = (REAL)1;
+        else pr->y[post->fired[f]] += (REAL)1;
+    }
+    for (int64_t f = 0; f < post->n_fired; ++f) {
+        const int64_t trial = post->fired[f] / n_post, j = post->fired[f] % n_post;
+        REAL *w = pr->wt + trial * pr->nnz;
+        const REAL *x = pr->x + trial * n_pre;
+        for (int64_t e = pr->col_ptr[j]; e < pr->col_ptr[j + 1]; ++e) {
+            const int64_t s = pr->col_syn[e];
+            const REAL xv = x[pr->col_pre[e]];
+            const REAL nw = pr->multiplicative ? w[s] + pr->a_plus * xv * (pr->w_max - w[s])
+                                               : w[s] + pr->a_plus * xv;
+            w[s] = clampr(nw, pr->w_min, pr->w_max);
+        }
+    }
+}
+
+/* The presynaptic spikes of this step reach the synapses `uniform_delay` steps later. */
+static void remember(Proj *pr, int trials, const int64_t *fired, int64_t n_fired, int64_t step) {
+    const int64_t slot = step % pr->uniform_delay;
+    memcpy(pr->pending + slot * (int64_t)trials * pr->n_pre, fired, sizeof(int64_t) * n_fired);
+    pr->pending_n[slot] = n_fired;
+}
+
 /* Runs up to n_steps steps starting at global step `start`; returns the number of steps done.
  * It stops early, at a step boundary, when a recording buffer could overflow in the next step;
  * the caller then empties the buffers and calls again. */
-int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, const Proj *projs,
+int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj *projs,
                      int32_t n_projs, int64_t start, int64_t n_steps) {
     for (int64_t s = 0; s < n_steps; ++s) {
         for (int p = 0; p < n_pops; ++p)
@@ -260,19 +333,30 @@ int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, const
                 return s;
         }
         const int64_t step = start + s;
+        for (int r = 0; r < n_projs; ++r)
+            if (projs[r].plastic) transmit_plastic(&projs[r], &pops[projs[r].post], step);
         for (int p = 0; p < n_pops; ++p) {
             if (pops[p].kind == 0) advance_linear(&pops[p], step, s);
             else advance_izhikevich(&pops[p], step, s);
         }
         for (int r = 0; r < n_projs; ++r) {
-            const Proj *pr = &projs[r];
+            Proj *pr = &projs[r];
             Pop *post = &pops[pr->post];
+            const int64_t *fired;
+            int64_t n_fired;
             if (pr->pre_is_source) {
                 const Src *src = &srcs[pr->pre];
-                propagate(pr, post, src->flat + src->ptr[s], src->ptr[s + 1] - src->ptr[s], step);
+                fired = src->flat + src->ptr[s];
+                n_fired = src->ptr[s + 1] - src->ptr[s];
             } else {
-                const Pop *pre = &pops[pr->pre];
-                propagate(pr, post, pre->fired, pre->n_fired, step);
+                fired = pops[pr->pre].fired;
+                n_fired = pops[pr->pre].n_fired;
+            }
+            if (pr->plastic) {
+                stdp_update(pr, post, step);
+                remember(pr, post->trials, fired, n_fired, step);
+            } else {
+                propagate(pr, post, fired, n_fired, step);
             }
         }
         for (int p = 0; p < n_pops; ++p) {
