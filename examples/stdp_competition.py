@@ -5,8 +5,9 @@ excitatory synapses. Additive STDP with slightly stronger depression than potent
 (A- tau- / A+ tau+ = 1.05) makes the synapses compete: the weights split into two groups, one
 near zero and one near the upper bound, and the output rate settles. Measured here (300 s,
 seed 0): 49 % of the weights end below 0.1 w_max and 12 % above 0.9 w_max, and the output rate
-falls from ~360 Hz in the first second to ~50 Hz. Parameters follow Brian2's version of the experiment
-(``examples/synapses/STDP.py``), with a current-based synapse in place of the conductance.
+falls from ~360 Hz in the first second to ~50 Hz. Parameters follow Brian2's version of the
+experiment (``examples/synapses/STDP.py``), with a current-based synapse in place of the
+conductance.
 
     evospike run examples/stdp_competition.py --duration 300s --out stdp.h5
     python examples/stdp_competition.py 300     # 300 s (about 20 s of CPU), writes two figures
