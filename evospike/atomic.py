@@ -32,6 +32,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def open_h5(path: str | os.PathLike, what: str, expected_format: str) -> h5py.File:
+    """Open an EvoSpike HDF5 file for reading; a missing file, a file that is not HDF5 or one
+    of another format is an `EvoSpikeError` naming the path."""
+    from evospike.errors import EvoSpikeError
+
+    path = Path(path)
+    if not path.exists():
+        raise EvoSpikeError(f"{what} file '{path}' does not exist")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise EvoSpikeError(f"'{path}' is not an HDF5 file: {exc}") from None
+    fmt = handle.attrs.get("format", "")
+    fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+    if fmt != expected_format:
+        handle.close()
+        raise EvoSpikeError(f"'{path}' is not an EvoSpike {what} file (format attribute: "
+                            f"{fmt!r})")
+    return handle
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """Open a new HDF5 file for writing that appears at ``path`` only once complete."""

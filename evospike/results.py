@@ -21,10 +21,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from evospike.atomic import atomic_h5
+from evospike.atomic import atomic_h5, open_h5
 from evospike.errors import EvoSpikeError
 
 FORMAT = "evospike-results"
@@ -171,19 +170,7 @@ class Results:
 
     @staticmethod
     def load(path: str | os.PathLike) -> Results:
-        path = Path(path)
-        if not path.exists():
-            raise EvoSpikeError(f"results file '{path}' does not exist")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise EvoSpikeError(f"'{path}' is not an HDF5 file: {exc}") from None
-        with f:
-            fmt = f.attrs.get("format", "")
-            fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
-            if fmt != FORMAT:
-                raise EvoSpikeError(f"'{path}' is not an EvoSpike results file "
-                                    f"(format attribute: {fmt!r})")
+        with open_h5(path, "results", FORMAT) as f:
             meta = {}
             for key, value in f.attrs.items():
                 if isinstance(value, bytes):

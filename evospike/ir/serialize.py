@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from evospike.atomic import atomic_h5
+from evospike.atomic import atomic_h5, open_h5
 from evospike.errors import EvoSpikeError
 from evospike.ir.distributions import DISTRIBUTIONS, Normal, Uniform
 from evospike.ir.network import Network
@@ -143,16 +143,7 @@ def load_network(path: str | os.PathLike) -> Network:
 
 
 def _load_network(path: Path) -> Network:
-    if not path.exists():
-        raise EvoSpikeError(f"network file '{path}' does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise EvoSpikeError(f"'{path}' is not an HDF5 file: {exc}") from None
-    with f:
-        if _str(f.attrs.get("format", "")) != FORMAT:
-            raise EvoSpikeError(f"'{path}' is not an EvoSpike network file "
-                                f"(format attribute: {f.attrs.get('format')!r})")
+    with open_h5(path, "network", FORMAT) as f:
         if int(f.attrs["version"]) > VERSION:
             raise EvoSpikeError(f"'{path}' has network format version {f.attrs['version']}; "
                                 f"this EvoSpike reads up to {VERSION}")
