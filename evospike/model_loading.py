@@ -70,6 +70,10 @@ def describe_network(net: Network) -> str:
                      f"{pr.n_synapses} synapses, delays {low}-{high} steps")
     for c in net.currents.values():
         lines.append(f"  current    {c.name} -> {c.target}")
+    for rule in net.plasticity.values():
+        lines.append(f"  plasticity {rule.name}: {type(rule).__name__} on {rule.projection} "
+                     f"({rule.pairing} pairing, {rule.weight_dependence}, "
+                     f"w in [{rule.w_min:g}, {rule.w_max:g}])")
     mons = [m.target for m in net.spike_monitors]
     lines.append(f"  monitors: spikes of {mons or 'nothing'}; "
                  f"{len(net.state_monitors)} state, {len(net.weight_monitors)} weight")
