@@ -133,11 +133,13 @@ class NativeEngine:
         c.multiplicative = int(rule.weight_dependence == "multiplicative")
         c.col_ptr, c.col_syn, c.col_pre = _ptr(pl.col_ptr), _ptr(pl.col_syn), _ptr(pl.col_pre)
         # spikes on their way, carried over from the eager representation (empty at start)
-        pending = self._arr(np.zeros((proj.uniform_delay, trials * proj.n_pre)), np.int64)
-        counts = self._arr(np.zeros(proj.uniform_delay), np.int64)
+        pending = self._arr(np.zeros((proj.uniform_delay, trials, proj.n_pre)), np.int64)
+        counts = self._arr(np.zeros((proj.uniform_delay, trials)), np.int64)
         for slot, fired in enumerate(pl.pending):
-            pending[slot, : fired.numel()] = fired.numpy()
-            counts[slot] = fired.numel()
+            for flat in fired.numpy():
+                b = flat // proj.n_pre
+                pending[slot, b, counts[slot, b]] = flat
+                counts[slot, b] += 1
         c.pending, c.pending_n = _ptr(pending), _ptr(counts)
 
     def _arr(self, values, dtype=None) -> np.ndarray:
@@ -187,63 +189,59 @@ class NativeEngine:
         s.fired = _ptr(self._arr(np.zeros(trials * pop.size, dtype=np.int64), np.int64))
         s.record = int(record)
 
+    def _point_inputs(self, inp, first: int, stop: int, keep: list) -> None:
+        """Point currents and source step pointers at chunk offsets [first, stop)."""
+        for slot, name in enumerate(self.pop_names):
+            cur = inp.currents.get(name)
+            if cur is None:
+                self.pops[slot].current = None
+                continue
+            arr = np.ascontiguousarray(cur[first:stop], dtype=self.np_dtype)
+            keep.append(arr)
+            self.pops[slot].current = arr.ctypes.data
+        for slot, name in enumerate(self.src_names):
+            ptr = np.ascontiguousarray(inp.source_ptr[name][first:stop + 1], dtype=np.int64)
+            keep.append(ptr)
+            self.srcs[slot].ptr = ptr.ctypes.data
+
     def run(self, inp, start: int, n_steps: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Run steps [start, start + n_steps) of chunk ``inp``; returns recorded spikes per node
-        as (steps, flat indices)."""
+        as (steps, flat indices).
+
+        Trials are run one after another, each through all the steps: they never interact, and
+        one trial's state stays in cache where a whole batch's would not."""
         offset = start - inp.start
-        call_keep = []
-        for slot, name in enumerate(self.pop_names):
-            s = self.pops[slot]
-            cur = inp.currents.get(name)
-            if cur is not None:
-                arr = np.ascontiguousarray(cur[offset:offset + n_steps], dtype=self.np_dtype)
-                call_keep.append(arr)
-                s.current = arr.ctypes.data
-            else:
-                s.current = None
+        keep: list = []
         for slot, name in enumerate(self.src_names):
-            s = self.srcs[slot]
             flat = np.ascontiguousarray(inp.source_flat[name], dtype=np.int64)
-            ptr = np.ascontiguousarray(inp.source_ptr[name][offset:offset + n_steps + 1],
-                                       dtype=np.int64)
-            call_keep += [flat, ptr]
-            s.flat, s.ptr = flat.ctypes.data, ptr.ctypes.data
+            keep.append(flat)
+            self.srcs[slot].flat = flat.ctypes.data
         out: dict[str, list] = {}
-        done = 0
-        while done < n_steps:
-            buffers = []
-            for s in list(self.pops[: self.n_pops]) + list(self.srcs[: self.n_srcs]):
-                if s.record:
-                    cap = max(1 << 16, 8 * s.trials * s.n) if hasattr(s, "trials") and \
-                        isinstance(s, self.pops._type_) else 1 << 20
-                    steps = np.empty(cap, np.int64)
-                    flat = np.empty(cap, np.int64)
-                    buffers.append((s, steps, flat))
-                    s.out_step, s.out_flat, s.out_cap, s.out_count = (steps.ctypes.data,
-                                                                      flat.ctypes.data, cap, 0)
-            if done:  # sources' step pointers advance with the steps already done
-                for slot, name in enumerate(self.src_names):
-                    ptr = np.ascontiguousarray(
-                        inp.source_ptr[name][offset + done:offset + n_steps + 1], dtype=np.int64)
-                    call_keep.append(ptr)
-                    self.srcs[slot].ptr = ptr.ctypes.data
-                for slot, name in enumerate(self.pop_names):
-                    cur = inp.currents.get(name)
-                    if cur is not None:
-                        arr = np.ascontiguousarray(cur[offset + done:offset + n_steps],
-                                                   dtype=self.np_dtype)
-                        call_keep.append(arr)
-                        self.pops[slot].current = arr.ctypes.data
-            ran = self.lib.evospike_run(self.pops, self.n_pops, self.srcs, self.n_srcs,
-                                        self.projs, self.n_projs, ctypes.c_int64(start + done),
-                                        ctypes.c_int64(n_steps - done))
-            for s, steps, flat in buffers:
-                name = self._name_of(s)
-                out.setdefault(name, []).append((steps[: s.out_count].copy(),
-                                                 flat[: s.out_count].copy()))
-            if ran == 0 and done < n_steps:
-                raise RuntimeError("native kernel made no progress (recording buffer too small)")
-            done += ran
+        trials = self.pops[0].trials if self.n_pops else 1
+        for trial in range(trials):
+            done = 0
+            while done < n_steps:
+                buffers = []
+                for s in list(self.pops[: self.n_pops]) + list(self.srcs[: self.n_srcs]):
+                    if s.record:
+                        cap = max(1 << 16, 8 * s.n)
+                        steps = np.empty(cap, np.int64)
+                        flat = np.empty(cap, np.int64)
+                        buffers.append((s, steps, flat))
+                        s.out_step, s.out_flat, s.out_cap, s.out_count = (
+                            steps.ctypes.data, flat.ctypes.data, cap, 0)
+                self._point_inputs(inp, offset + done, offset + n_steps, keep)
+                ran = self.lib.evospike_run(
+                    self.pops, self.n_pops, self.srcs, self.n_srcs, self.projs, self.n_projs,
+                    ctypes.c_int64(start + done), ctypes.c_int64(n_steps - done),
+                    ctypes.c_int32(trial), ctypes.c_int32(trial + 1))
+                for s, steps, flat in buffers:
+                    out.setdefault(self._name_of(s), []).append(
+                        (steps[: s.out_count].copy(), flat[: s.out_count].copy()))
+                if ran == 0:
+                    raise RuntimeError("native kernel made no progress (recording buffer too "
+                                       "small)")
+                done += ran
         return {name: (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
                 for name, parts in out.items()}
 

@@ -80,8 +80,8 @@ typedef struct {
     REAL decay_x, decay_y, a_plus, a_minus, w_min, w_max;
     int32_t nearest, multiplicative;
     const int64_t *col_ptr, *col_syn, *col_pre;
-    int64_t *pending;      /* [uniform_delay][trials * n_pre]: spikes still on their way */
-    int64_t *pending_n;    /* [uniform_delay] */
+    int64_t *pending;      /* [uniform_delay][trials][n_pre]: spikes still on their way */
+    int64_t *pending_n;    /* [uniform_delay][trials] */
 } Proj;
 
 typedef struct {
@@ -101,14 +101,21 @@ typedef struct {
 
 /* Neurons are updated in blocks so that the inner loops run over neurons with fixed
  * coefficients and vectorise; the additions happen in the eager engine's order. */
-static void advance_linear(Pop *p, int64_t step, int64_t offset) {
+/* Every function below works on the trials [t0, t1) only: trials never interact, and running
+ * one trial through a whole chunk of steps keeps its working set in cache. */
+static void clear_slot(Pop *p, REAL *arr, int t0, int t1) {
+    for (int c = 0; c < p->nch; ++c)
+        memset(arr + ((size_t)c * p->trials + t0) * p->n, 0, sizeof(REAL) * (size_t)(t1 - t0) * p->n);
+}
+
+static void advance_linear(Pop *p, int64_t step, int64_t offset, int t0, int t1) {
     const int k = p->k, n = p->n, T = p->trials, pn = p->pn;
     REAL *arr = NULL;
     if (p->buf) arr = p->buf + (size_t)(step % p->slots) * p->nch * T * n;
     const REAL *cur = p->current ? p->current + (size_t)offset * n : NULL;
     REAL nw[MAX_STATES][BLOCK];
     p->n_fired = 0;
-    for (int b = 0; b < T; ++b) {
+    for (int b = t0; b < t1; ++b) {
         for (int i0 = 0; i0 < n; i0 += BLOCK) {
             const int m = n - i0 < BLOCK ? n - i0 : BLOCK;
             for (int s = 0; s < k; ++s) {
@@ -190,10 +197,10 @@ static void advance_linear(Pop *p, int64_t step, int64_t offset) {
                 memcpy(p->x + ((size_t)s * T + b) * n + i0, nw[s], sizeof(REAL) * m);
         }
     }
-    if (arr) memset(arr, 0, sizeof(REAL) * (size_t)p->nch * T * n);
+    if (arr) clear_slot(p, arr, t0, t1);
 }
 
-static void advance_izhikevich(Pop *p, int64_t step, int64_t offset) {
+static void advance_izhikevich(Pop *p, int64_t step, int64_t offset, int t0, int t1) {
     const int n = p->n, T = p->trials;
     REAL *arr = NULL;
     if (p->buf) arr = p->buf + (size_t)(step % p->slots) * p->nch * T * n;
@@ -202,7 +209,7 @@ static void advance_izhikevich(Pop *p, int64_t step, int64_t offset) {
          *II = p->x + 3 * (size_t)T * n;
     const REAL dt = p->dt_ms;
     p->n_fired = 0;
-    for (int b = 0; b < T; ++b) {
+    for (int b = t0; b < t1; ++b) {
         for (int i = 0; i < n; ++i) {
             const size_t idx = (size_t)b * n + i;
             const REAL a = PAR(p->izh[0], p->izh_n[0], i), bb = PAR(p->izh[1], p->izh_n[1], i);
@@ -232,15 +239,16 @@ static void advance_izhikevich(Pop *p, int64_t step, int64_t offset) {
             V[idx] = v_new; U[idx] = u_new; IE[idx] = ie_new; II[idx] = ii_new;
         }
     }
-    if (arr) memset(arr, 0, sizeof(REAL) * (size_t)p->nch * T * n);
+    if (arr) clear_slot(p, arr, t0, t1);
 }
 
 static void propagate(const Proj *pr, Pop *post, const int64_t *fired, int64_t n_fired,
-                      int64_t step) {
+                      int64_t step, int t0, int t1) {
     const int T = post->trials, n_post = post->n, slots = post->slots, nch = post->nch;
     for (int64_t f = 0; f < n_fired; ++f) {
         const int64_t flat = fired[f];
         const int64_t trial = flat / pr->n_pre, pre = flat % pr->n_pre;
+        if (trial < t0 || trial >= t1) continue;  /* source events hold every trial */
         const int64_t lo = pr->indptr[pre], hi = pr->indptr[pre + 1];
         if (pr->delays16 == NULL && pr->delays32 == NULL) {
             REAL *dst = post->buf + (((size_t)((step + pr->uniform_delay) % slots) * nch + pr->channel) * T + trial) * n_post;
@@ -256,15 +264,17 @@ static void propagate(const Proj *pr, Pop *post, const int64_t *fired, int64_t n
 }
 
 /* Spikes reaching a plastic projection now are sent with the weights they find there. */
-static void transmit_plastic(const Proj *pr, Pop *post, int64_t step) {
+static void transmit_plastic(const Proj *pr, Pop *post, int64_t step, int t0, int t1) {
     const int64_t slot = step % pr->uniform_delay;
     const int T = post->trials, n_post = post->n, nch = post->nch;
-    const int64_t *arr = pr->pending + slot * (int64_t)T * pr->n_pre;
-    for (int64_t f = 0; f < pr->pending_n[slot]; ++f) {
-        const int64_t trial = arr[f] / pr->n_pre, pre = arr[f] % pr->n_pre;
-        REAL *dst = post->buf + (((size_t)(step % post->slots) * nch + pr->channel) * T + trial) * n_post;
-        const REAL *w = pr->wt + trial * pr->nnz;
-        for (int64_t s = pr->indptr[pre]; s < pr->indptr[pre + 1]; ++s) dst[pr->indices[s]] += w[s];
+    for (int b = t0; b < t1; ++b) {
+        const int64_t *arr = pr->pending + (slot * T + b) * (int64_t)pr->n_pre;
+        REAL *dst = post->buf + (((size_t)(step % post->slots) * nch + pr->channel) * T + b) * n_post;
+        const REAL *w = pr->wt + b * pr->nnz;
+        for (int64_t f = 0; f < pr->pending_n[slot * T + b]; ++f) {
+            const int64_t pre = arr[f] % pr->n_pre;
+            for (int64_t s = pr->indptr[pre]; s < pr->indptr[pre + 1]; ++s) dst[pr->indices[s]] += w[s];
+        }
     }
 }
 
@@ -272,26 +282,29 @@ static REAL clampr(REAL v, REAL lo, REAL hi) { return v < lo ? lo : (v > hi ? hi
 
 /* One step of STDP, in the eager engine's order: decay, depression by the arriving spikes,
  * pre traces, post traces, potentiation by the postsynaptic spikes. */
-static void stdp_update(Proj *pr, const Pop *post, int64_t step) {
+static void stdp_update(Proj *pr, const Pop *post, int64_t step, int t0, int t1) {
     const int T = post->trials, n_pre = pr->n_pre, n_post = pr->n_post;
-    for (int64_t k = 0; k < (int64_t)T * n_pre; ++k) pr->x[k] *= pr->decay_x;
-    for (int64_t k = 0; k < (int64_t)T * n_post; ++k) pr->y[k] *= pr->decay_y;
+    for (int64_t k = (int64_t)t0 * n_pre; k < (int64_t)t1 * n_pre; ++k) pr->x[k] *= pr->decay_x;
+    for (int64_t k = (int64_t)t0 * n_post; k < (int64_t)t1 * n_post; ++k) pr->y[k] *= pr->decay_y;
     const int64_t slot = step % pr->uniform_delay;
-    const int64_t *arr = pr->pending + slot * (int64_t)T * n_pre;
-    for (int64_t f = 0; f < pr->pending_n[slot]; ++f) {
-        const int64_t trial = arr[f] / n_pre, pre = arr[f] % n_pre;
-        REAL *w = pr->wt + trial * pr->nnz;
-        const REAL *y = pr->y + trial * n_post;
-        for (int64_t s = pr->indptr[pre]; s < pr->indptr[pre + 1]; ++s) {
-            const REAL yv = y[pr->indices[s]];
-            const REAL nw = pr->multiplicative ? w[s] - pr->a_minus * yv * (w[s] - pr->w_min)
-                                               : w[s] - pr->a_minus * yv;
-            w[s] = clampr(nw, pr->w_min, pr->w_max);
+    for (int b = t0; b < t1; ++b) {
+        const int64_t *arr = pr->pending + (slot * T + b) * (int64_t)n_pre;
+        const int64_t count = pr->pending_n[slot * T + b];
+        REAL *w = pr->wt + b * pr->nnz;
+        const REAL *y = pr->y + (int64_t)b * n_post;
+        for (int64_t f = 0; f < count; ++f) {
+            const int64_t pre = arr[f] % n_pre;
+            for (int64_t s = pr->indptr[pre]; s < pr->indptr[pre + 1]; ++s) {
+                const REAL yv = y[pr->indices[s]];
+                const REAL nw = pr->multiplicative ? w[s] - pr->a_minus * yv * (w[s] - pr->w_min)
+                                                   : w[s] - pr->a_minus * yv;
+                w[s] = clampr(nw, pr->w_min, pr->w_max);
+            }
         }
-    }
-    for (int64_t f = 0; f < pr->pending_n[slot]; ++f) {
-        if (pr->nearest) pr->x[arr[f]] = (REAL)1;
-        else pr->x[arr[f]] += (REAL)1;
+        for (int64_t f = 0; f < count; ++f) {
+            if (pr->nearest) pr->x[arr[f]] = (REAL)1;
+            else pr->x[arr[f]] += (REAL)1;
+        }
     }
     for (int64_t f = 0; f < post->n_fired; ++f) {
         if (pr->nearest) pr->y[post->fired[f]] = (REAL)1;
@@ -312,20 +325,26 @@ static void stdp_update(Proj *pr, const Pop *post, int64_t step) {
 }
 
 /* The presynaptic spikes of this step reach the synapses `uniform_delay` steps later. */
-static void remember(Proj *pr, int trials, const int64_t *fired, int64_t n_fired, int64_t step) {
+static void remember(Proj *pr, int trials, const int64_t *fired, int64_t n_fired, int64_t step,
+                     int t0, int t1) {
     const int64_t slot = step % pr->uniform_delay;
-    memcpy(pr->pending + slot * (int64_t)trials * pr->n_pre, fired, sizeof(int64_t) * n_fired);
-    pr->pending_n[slot] = n_fired;
+    for (int b = t0; b < t1; ++b) pr->pending_n[slot * trials + b] = 0;
+    for (int64_t f = 0; f < n_fired; ++f) {
+        const int64_t b = fired[f] / pr->n_pre;
+        if (b < t0 || b >= t1) continue;
+        pr->pending[(slot * trials + b) * (int64_t)pr->n_pre + pr->pending_n[slot * trials + b]++] = fired[f];
+    }
 }
 
-/* Runs up to n_steps steps starting at global step `start`; returns the number of steps done.
+/* Runs up to n_steps steps of trials [t0, t1), starting at global step `start`; returns the
+ * number of steps done.
  * It stops early, at a step boundary, when a recording buffer could overflow in the next step;
  * the caller then empties the buffers and calls again. */
 int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj *projs,
-                     int32_t n_projs, int64_t start, int64_t n_steps) {
+                     int32_t n_projs, int64_t start, int64_t n_steps, int32_t t0, int32_t t1) {
     for (int64_t s = 0; s < n_steps; ++s) {
         for (int p = 0; p < n_pops; ++p)
-            if (pops[p].record && pops[p].out_count + (int64_t)pops[p].trials * pops[p].n > pops[p].out_cap)
+            if (pops[p].record && pops[p].out_count + (int64_t)(t1 - t0) * pops[p].n > pops[p].out_cap)
                 return s;
         for (int q = 0; q < n_srcs; ++q) {
             const Src *src = &srcs[q];
@@ -334,10 +353,10 @@ int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj 
         }
         const int64_t step = start + s;
         for (int r = 0; r < n_projs; ++r)
-            if (projs[r].plastic) transmit_plastic(&projs[r], &pops[projs[r].post], step);
+            if (projs[r].plastic) transmit_plastic(&projs[r], &pops[projs[r].post], step, t0, t1);
         for (int p = 0; p < n_pops; ++p) {
-            if (pops[p].kind == 0) advance_linear(&pops[p], step, s);
-            else advance_izhikevich(&pops[p], step, s);
+            if (pops[p].kind == 0) advance_linear(&pops[p], step, s, t0, t1);
+            else advance_izhikevich(&pops[p], step, s, t0, t1);
         }
         for (int r = 0; r < n_projs; ++r) {
             Proj *pr = &projs[r];
@@ -353,10 +372,10 @@ int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj 
                 n_fired = pops[pr->pre].n_fired;
             }
             if (pr->plastic) {
-                stdp_update(pr, post, step);
-                remember(pr, post->trials, fired, n_fired, step);
+                stdp_update(pr, post, step, t0, t1);
+                remember(pr, post->trials, fired, n_fired, step, t0, t1);
             } else {
-                propagate(pr, post, fired, n_fired, step);
+                propagate(pr, post, fired, n_fired, step, t0, t1);
             }
         }
         for (int p = 0; p < n_pops; ++p) {
@@ -371,6 +390,8 @@ int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj 
             Src *src = &srcs[q];
             if (!src->record) continue;
             for (int64_t f = src->ptr[s]; f < src->ptr[s + 1]; ++f) {
+                const int64_t b = src->flat[f] / src->n;
+                if (b < t0 || b >= t1) continue;
                 src->out_step[src->out_count] = step;
                 src->out_flat[src->out_count++] = src->flat[f];
             }
