@@ -6,6 +6,7 @@ an interrupted run (Ctrl-C) saves what it recorded, marked incomplete, and exits
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from evospike.errors import EvoSpikeError
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 BRIAN2_TARGETS = ["auto", "cython", "numpy", "cpp_standalone"]
+#: modules contributing further subcommands (see ``_parser``)
+COMMAND_MODULES: list[str] = []
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--out-dir", default="validation",
                      help="folder for report.json, report.md and comparison.png")
     val.add_argument("--no-progress", action="store_true")
+
+    # Commands that live with their own subsystem: each module has
+    # ``register(subparsers)``, which adds its parser and sets ``handler=`` in its defaults.
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
@@ -188,8 +196,9 @@ def _recording_all(net):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": _run, "plot": _plot, "info": _info, "validate": _validate}
+    handler = getattr(args, "handler", None) or handlers[args.command]
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except EvoSpikeError as exc:
         print(f"evospike: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

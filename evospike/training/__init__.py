@@ -1,0 +1,1 @@
+"""Surrogate-gradient training of networks that are IR networks."""

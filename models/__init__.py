@@ -1,0 +1,1 @@
+"""Reference networks and trainable models."""
