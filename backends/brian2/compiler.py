@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evospike.ir.modulators import Modulator
 from evospike.ir.network import Network
 from evospike.ir.nodes import (
     CurrentInput,
@@ -16,10 +17,23 @@ from evospike.ir.nodes import (
     Projection,
     SpikeTimesSource,
 )
-from evospike.ir.plasticity import STDP
+from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
 from evospike.realize import initial_state, spike_time_steps
 
 from .equations import EmittedModel, emit, unsupported_reason
+from .processes import (
+    ORDER_HOMEOSTASIS,
+    ORDER_MONITORS,
+    ORDER_SCALING,
+    ORDER_THREE_FACTOR,
+    add_homeostasis,
+    build_metaplasticity,
+    build_modulator,
+    homeostasis_code,
+    homeostasis_of,
+    plastic_synapse_code,
+    scaling_code,
+)
 
 
 @dataclass
@@ -55,6 +69,8 @@ class Built:
     emitted: dict[str, EmittedModel] = field(default_factory=dict)
     current_tables: dict[str, list[CurrentInput]] = field(default_factory=dict)
     table_names: dict[str, str] = field(default_factory=dict)  # population -> TimedArray name
+    processes: dict[str, object] = field(default_factory=dict)  # process name -> group
+    trace_vars: dict[str, tuple[str, str]] = field(default_factory=dict)  # monitor -> var, unit
 
 
 def _unit(b2, name: str):
@@ -63,6 +79,9 @@ def _unit(b2, name: str):
 
 def build_population(b2, pop: Population, net: Network, built: Built) -> None:
     em = emit(pop.model)
+    homeostasis = homeostasis_of(net, pop.name)
+    if homeostasis is not None:
+        add_homeostasis(em, homeostasis)
     dt = net.dt_ms * b2.ms
     kwargs = {"method": em.method} if em.method else {}
     if em.refractory:
@@ -100,6 +119,10 @@ def build_population(b2, pop: Population, net: Network, built: Built) -> None:
         objects.append(group.run_regularly(f"i_ext = i_const + {table}(t, i)", when="start"))
     if em.step_code:
         objects.append(group.run_regularly(em.step_code, when="groups", order=1))
+    if homeostasis is not None:
+        objects.append(group.run_regularly(
+            homeostasis_code(homeostasis, net.dt_ms, em.state_units.get("v") == "mV"),
+            when="end", order=ORDER_HOMEOSTASIS))
     built.groups[pop.name] = group
     built.emitted[pop.name] = em
     built.network.add(*objects)
@@ -122,16 +145,38 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
     post_model = built.emitted[proj.post]
     in_volts = post_model.state_units.get("v") == "mV"
     rules = [r for r in net.plasticity.values() if r.projection == proj.name]
-    if rules:
-        model, on_pre, on_post, namespace = stdp_code(rules[0], in_volts)
+    rule = rules[0] if rules else None
+    scaling = [h for h in net.processes.values() if isinstance(h, Homeostasis) and
+               h.mechanism == "scaling" and proj.name in h.projections]
+    update = None
+    metas = {}
+    if rule is not None:
+        metas = {m.parameter: m for m in net.processes.values()
+                 if isinstance(m, Metaplasticity) and m.rule == rule.name}
+        model, on_pre, on_post, namespace, update = plastic_synapse_code(rule, in_volts, metas)
         syn = b2.Synapses(pre, post, model=model, dt=net.dt_ms * b2.ms, namespace=namespace,
                           on_pre=post_model.channel_code[proj.target] + "\n" + on_pre,
-                          on_post=on_post)
+                          on_post=on_post, method="exact")
     else:
-        syn = b2.Synapses(pre, post, model=f"w : {'volt' if in_volts else '1'} (constant)",
+        constant = "" if scaling else " (constant)"
+        syn = b2.Synapses(pre, post, model=f"w : {'volt' if in_volts else '1'}{constant}",
                           on_pre=post_model.channel_code[proj.target], dt=net.dt_ms * b2.ms)
     syn.connect(i=proj.pre_indices(), j=proj.indices.astype(np.int64))
     syn.w = proj.weights * (b2.mV if in_volts else 1)
+    if rule is not None:
+        syn.mod_index = 0
+        if rule.modulator is not None:
+            syn.level_mod = b2.linked_var(built.processes[rule.modulator], "level",
+                                          index="mod_index")
+        for parameter, meta in metas.items():
+            setattr(syn, f"{parameter.removesuffix('_ms')}_dyn",
+                    b2.linked_var(built.processes[meta.name], "value", index="mod_index"))
+        if update is not None:
+            built.network.add(syn.run_regularly(update, when="end", order=ORDER_THREE_FACTOR))
+    for h in scaling:
+        built.network.add(syn.run_regularly(scaling_code(h, net.dt_ms, rule),
+                                            dt=h.every_steps * net.dt_ms * b2.ms, when="end",
+                                            order=ORDER_SCALING))
     # EvoSpike applies events after integration and before the threshold of their arrival step.
     # Brian2's pathway, moved to that slot, sees the spikes of the previous step: one step of
     # the delay is spent there.
@@ -141,37 +186,16 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
     built.network.add(syn)
 
 
-def stdp_code(rule: STDP, in_volts: bool) -> tuple[str, str, str, dict]:
-    """Brian2 model, on_pre and on_post of pair-based STDP (`evospike.ir.plasticity`):
-    event-driven traces, the transmitted weight read before the arrival's own update."""
-    import brian2 as b2
-
-    unit = "volt" if in_volts else "1"
-    scale = b2.mV if in_volts else 1
-    model = (f"w : {unit}\n"
-             "dx/dt = -x / tau_plus : 1 (event-driven)\n"
-             "dy/dt = -y / tau_minus : 1 (event-driven)")
-    raise_trace = "{0} += 1" if rule.pairing == "all" else "{0} = 1"
-    additive = rule.weight_dependence == "additive"
-    depress = "w - a_minus * y" if additive else "w - a_minus * y * (w - w_min)"
-    potentiate = "w + a_plus * x" if additive else "w + a_plus * x * (w_max - w)"
-    on_pre = f"w = clip({depress}, w_min, w_max)\n" + raise_trace.format("x")
-    on_post = raise_trace.format("y") + f"\nw = clip({potentiate}, w_min, w_max)"
-    namespace = {
-        "tau_plus": rule.tau_plus_ms * b2.ms, "tau_minus": rule.tau_minus_ms * b2.ms,
-        "a_plus": rule.a_plus * (scale if additive else 1),
-        "a_minus": rule.a_minus * (scale if additive else 1),
-        "w_min": rule.w_min * scale, "w_max": rule.w_max * scale,
-    }
-    return model, on_pre, on_post, namespace
-
-
 NODE_BUILDERS: dict[type, Callable] = {
     Population: build_population,
     PoissonSource: build_source,
     SpikeTimesSource: build_source,
     Projection: build_projection,
     STDP: None,  # built with its projection (build_projection)
+    RewardModulatedSTDP: None,  # likewise
+    Modulator: build_modulator,
+    Homeostasis: None,  # built into its population's equations (build_population)
+    Metaplasticity: build_metaplasticity,
 }
 
 
@@ -179,7 +203,7 @@ def refusals(net: Network) -> list[str]:
     """Every node the Brian2 backend cannot carry, with the reason (empty: it runs)."""
     out = []
     for node in [*net.populations.values(), *net.sources.values(), *net.projections.values(),
-                 *net.plasticity.values()]:
+                 *net.plasticity.values(), *net.processes.values()]:
         if type(node) not in NODE_BUILDERS:
             out.append(f"{type(node).__name__} '{node.name}': no Brian2 builder for this node "
                        "type")
@@ -190,12 +214,31 @@ def refusals(net: Network) -> list[str]:
     return out
 
 
+def _monitored(net: Network, built: Built, mon) -> tuple[object, str, str]:
+    """The Brian2 group, variable and unit name ("mV" or "") a state monitor records."""
+    if mon.target in built.groups:
+        return (built.groups[mon.target], mon.variable,
+                built.emitted[mon.target].state_units[mon.variable])
+    proc = net.processes[mon.target]
+    if isinstance(proc, Homeostasis):
+        variable = {"rate_hz": "rate_h", "theta": "theta_h"}[mon.variable]
+        unit = built.emitted[proc.population].state_units.get(variable, "")
+        return built.groups[proc.population], variable, unit
+    return built.processes[mon.target], mon.variable, ""
+
+
 def build_trial(b2, net: Network, seed: int) -> Built:
     built = Built(seed, b2.Network())
     for pop in net.populations.values():
         NODE_BUILDERS[type(pop)](b2, pop, net, built)
     for src in net.sources.values():
         NODE_BUILDERS[type(src)](b2, src, net, built)
+    # modulators read populations and sources; metaplasticity reads modulators; plastic
+    # synapses read both
+    for kind in (Modulator, Metaplasticity):
+        for proc in net.processes.values():
+            if isinstance(proc, kind):
+                NODE_BUILDERS[kind](b2, proc, net, built)
     for proj in net.projections.values():
         NODE_BUILDERS[type(proj)](b2, proj, net, built)
     dt = net.dt_ms * b2.ms
@@ -203,13 +246,15 @@ def build_trial(b2, net: Network, seed: int) -> Built:
         group = built.groups.get(mon.target) or built.sources[mon.target]
         built.spike_monitors[mon.target] = b2.SpikeMonitor(group)
     for name, mon in net.state_monitors.items():
+        group, variable, unit = _monitored(net, built, mon)
+        built.trace_vars[name] = (variable, unit)
         built.state_monitors[name] = b2.StateMonitor(
-            built.groups[mon.target], mon.variable, record=mon.neurons.astype(np.int64),
-            dt=mon.every_steps * dt, when="end")
+            group, variable, record=mon.neurons.astype(np.int64),
+            dt=mon.every_steps * dt, when="end", order=ORDER_MONITORS)
     for name, mon in net.weight_monitors.items():
         built.weight_monitors[name] = b2.StateMonitor(
             built.synapses[mon.projection], "w", record=True, dt=mon.every_steps * dt,
-            when="end")
+            when="end", order=ORDER_MONITORS)
     built.network.add(*built.spike_monitors.values(), *built.state_monitors.values(),
                       *built.weight_monitors.values())
     return built

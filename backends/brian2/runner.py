@@ -180,9 +180,8 @@ class Brian2Runner:
             values, steps = [], None
             for built in self.trials:
                 sm = built.state_monitors[name]
-                unit = built.emitted[mon.target].state_units[mon.variable]
-                raw = np.asarray(getattr(sm, mon.variable + "_")
-                                 if unit else getattr(sm, mon.variable))
+                variable, unit = built.trace_vars[name]
+                raw = np.asarray(getattr(sm, variable + "_") if unit else getattr(sm, variable))
                 scale = 1e3 if unit == "mV" else 1.0  # volt -> mV
                 values.append((raw * scale).T)
                 steps = np.round(np.asarray(sm.t / b2.ms) / dt).astype(np.int64)

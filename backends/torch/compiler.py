@@ -23,8 +23,10 @@ from evospike.ir.nodes import (
     StateMonitor,
     WeightMonitor,
 )
-from evospike.ir.plasticity import STDP
+from evospike.ir.plasticity import STDP, Homeostasis, RewardModulatedSTDP
 from evospike.realize import current_is_constant, initial_state, spike_time_steps
+
+from .processes import PROCESS_COMPILERS
 
 
 @dataclass
@@ -55,6 +57,7 @@ class TPopulation:
     channels: list[int] = field(default_factory=list)  # channel index (CHANNELS) per buf slot
     currents: list[CurrentInput] = field(default_factory=list)  # time-varying injected currents
     has_refractory: bool = False
+    threshold_offset: torch.Tensor | None = None  # (trials, n): homeostatic threshold, if any
 
 
 @dataclass
@@ -86,17 +89,37 @@ class TProjection:
 @dataclass
 class TPlastic:
     """State of an STDP rule: traces, the columns (CSC) for potentiation, and the presynaptic
-    spikes still on their way to the synapses (one list per step of the delay)."""
+    spikes still on their way to the synapses (one list per step of the delay). The rule's
+    amplitudes and trace decays are per trial (metaplasticity adapts them trial by trial).
+    Three-factor rules add the eligibility ``e``, one per synapse and trial."""
 
     rule: STDP
-    decay_x: float
-    decay_y: float
+    decay_x: torch.Tensor  # (trials, 1)
+    decay_y: torch.Tensor  # (trials, 1)
+    a_plus: torch.Tensor  # (trials,)
+    a_minus: torch.Tensor  # (trials,)
     x: torch.Tensor  # (trials, n_pre)
     y: torch.Tensor  # (trials, n_post)
     col_ptr: torch.Tensor  # (n_post + 1,)
     col_syn: torch.Tensor  # (synapses,) synapse ids grouped by postsynaptic neuron
     col_pre: torch.Tensor  # (synapses,) their presynaptic neurons
     pending: list[torch.Tensor]  # pending[step % delay]: flat pre indices arriving then
+    eligibility: torch.Tensor | None = None  # (trials, synapses), three-factor rules
+    decay_e: float = 1.0
+    learning_rate_dt: float = 0.0  # learning_rate_per_ms * dt_ms
+
+    def set_parameter(self, name: str, value: torch.Tensor, dt_ms: float) -> None:
+        """Metaplasticity: the rule's ``name`` now has ``value`` (trials,) in each trial."""
+        if name == "a_plus":
+            self.a_plus.copy_(value)
+        elif name == "a_minus":
+            self.a_minus.copy_(value)
+        elif name == "tau_plus_ms":
+            self.decay_x.copy_(torch.exp(-dt_ms / value).unsqueeze(1))
+        elif name == "tau_minus_ms":
+            self.decay_y.copy_(torch.exp(-dt_ms / value).unsqueeze(1))
+        else:
+            raise KeyError(name)
 
 
 @dataclass
@@ -111,6 +134,7 @@ class CompiledNetwork:
     spike_monitors: list[SpikeMonitor]
     state_monitors: dict[str, StateMonitor]
     weight_monitors: dict[str, WeightMonitor]
+    processes: dict[str, object] = field(default_factory=dict)  # name -> TModulator, ...
 
     @property
     def plastic(self) -> list[TProjection]:
@@ -189,15 +213,23 @@ def compile_stdp(rule: STDP, net: Network, cfg: TorchConfig, dtype, device, proj
     col_ptr = np.zeros(ir_proj.n_post + 1, dtype=np.int64)
     np.cumsum(np.bincount(ir_proj.indices, minlength=ir_proj.n_post), out=col_ptr[1:])
     empty = torch.zeros(0, dtype=torch.int64, device=device)
+    def per_trial(value: float, shape=(trials,)) -> torch.Tensor:
+        return torch.full(shape, value, dtype=dtype, device=device)
+
     proj.plastic = TPlastic(
-        rule=rule, decay_x=float(np.exp(-net.dt_ms / rule.tau_plus_ms)),
-        decay_y=float(np.exp(-net.dt_ms / rule.tau_minus_ms)),
+        rule=rule, decay_x=per_trial(np.exp(-net.dt_ms / rule.tau_plus_ms), (trials, 1)),
+        decay_y=per_trial(np.exp(-net.dt_ms / rule.tau_minus_ms), (trials, 1)),
+        a_plus=per_trial(rule.a_plus), a_minus=per_trial(rule.a_minus),
         x=torch.zeros((trials, ir_proj.n_pre), dtype=dtype, device=device),
         y=torch.zeros((trials, ir_proj.n_post), dtype=dtype, device=device),
         col_ptr=_t(col_ptr, torch.int64, device), col_syn=_t(order, torch.int64, device),
         col_pre=_t(ir_proj.pre_indices()[order], torch.int64, device),
         pending=[empty] * proj.uniform_delay,
     )
+    if isinstance(rule, RewardModulatedSTDP):
+        proj.plastic.eligibility = torch.zeros_like(proj.weights)
+        proj.plastic.decay_e = float(np.exp(-net.dt_ms / rule.tau_eligibility_ms))
+        proj.plastic.learning_rate_dt = rule.learning_rate_per_ms * net.dt_ms
 
 
 NODE_COMPILERS: dict[type, Callable] = {
@@ -206,6 +238,8 @@ NODE_COMPILERS: dict[type, Callable] = {
     SpikeTimesSource: compile_source,
     Projection: compile_projection,
     STDP: compile_stdp,
+    RewardModulatedSTDP: compile_stdp,
+    **PROCESS_COMPILERS,
 }
 
 
@@ -213,7 +247,7 @@ def refusals(net: Network) -> list[str]:
     """Every node this backend cannot carry, with the reason (empty: it runs)."""
     out = []
     nodes = [*net.populations.values(), *net.sources.values(), *net.projections.values(),
-             *net.plasticity.values()]
+             *net.plasticity.values(), *net.processes.values()]
     for node in nodes:
         if type(node) not in NODE_COMPILERS:
             out.append(f"{type(node).__name__} '{node.name}': no torch compiler for this node type")
@@ -245,5 +279,10 @@ def compile_network(net: Network, cfg: TorchConfig) -> CompiledNetwork:
             slots = max(p.max_delay for p in incoming) + 1
             pop.buf = torch.zeros((slots, len(pop.channels), trials, pop.size), dtype=dtype,
                                   device=device)
+    procs = {name: NODE_COMPILERS[type(node)](node, net, trials, dtype, device)
+             for name, node in net.processes.items()}
+    for name, node in net.processes.items():
+        if isinstance(node, Homeostasis) and node.mechanism == "threshold":
+            pops[node.population].threshold_offset = procs[name].theta
     return CompiledNetwork(net, cfg, dtype, device, pops, srcs, projs, list(net.spike_monitors),
-                           dict(net.state_monitors), dict(net.weight_monitors))
+                           dict(net.state_monitors), dict(net.weight_monitors), procs)

@@ -15,6 +15,7 @@ from evospike.dynamics import LinearStep
 from evospike.ir.nodes import CHANNELS
 
 from .compiler import CompiledNetwork, TPopulation, TProjection
+from .processes import THomeostasis, TMetaplasticity, TModulator
 
 
 def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
@@ -49,6 +50,8 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
     thresh = c["v_thresh"]
     if step.theta_index is not None:
         thresh = thresh + new[step.theta_index]
+    if pop.threshold_offset is not None:  # homeostasis
+        thresh = thresh + pop.threshold_offset
     spiked = v > thresh
     if pop.has_refractory:
         spiked &= ~held
@@ -141,15 +144,32 @@ def propagate(proj: TProjection, fired: torch.Tensor, buf: torch.Tensor, step: i
         buf.view(-1).index_add_(0, flat, weights)
 
 
-def stdp_update(proj: TProjection, arriving: torch.Tensor, post_fired: torch.Tensor) -> None:
+def stdp_update(proj: TProjection, arriving: torch.Tensor, post_fired: torch.Tensor,
+                level: torch.Tensor | None = None) -> None:
     """One step of pair-based STDP (`evospike.ir.plasticity`): decay, depression by the
-    arriving presynaptic spikes, potentiation by the postsynaptic spikes."""
+    arriving presynaptic spikes, potentiation by the postsynaptic spikes. ``level`` (trials,)
+    is the rule's modulator at the start of the step (None: unmodulated). A three-factor rule
+    writes the pair terms into its eligibility and then moves the weights by
+    learning rate x level x eligibility."""
     pl = proj.plastic
     rule = pl.rule
+    three_factor = pl.eligibility is not None
     pl.x.mul_(pl.decay_x)
     pl.y.mul_(pl.decay_y)
-    w = proj.weights.view(-1)
+    if three_factor:
+        pl.eligibility.mul_(pl.decay_e)
+        target = pl.eligibility.view(-1)
+    else:
+        target = proj.weights.view(-1)
+    factor = None  # per trial, multiplies every weight change (modulated STDP)
+    if level is not None and not three_factor:
+        if rule.modulation == "gate":
+            factor = (level > rule.gate_threshold).to(level.dtype)
+        else:
+            factor = 1.0 + rule.scale_gain * level
+    multiplicative = rule.weight_dependence == "multiplicative"
     nnz = proj.weights.shape[1]
+    w = proj.weights.view(-1)
     if arriving.numel():
         pre = arriving % proj.n_pre
         trial = arriving // proj.n_pre
@@ -158,11 +178,15 @@ def stdp_update(proj: TProjection, arriving: torch.Tensor, post_fired: torch.Ten
             t = trial[row_of]
             flat = t * nnz + syn
             y = pl.y.view(-1)[t * proj.n_post + proj.indices[syn].to(torch.int64)]
-            if rule.weight_dependence == "additive":
-                new = w[flat] - rule.a_minus * y
+            change = pl.a_minus[t] * y
+            if multiplicative:
+                change = change * (w[flat] - rule.w_min)
+            if factor is not None:
+                change = change * factor[t]
+            if three_factor:
+                target.index_add_(0, flat, -change)
             else:
-                new = w[flat] - rule.a_minus * y * (w[flat] - rule.w_min)
-            w[flat] = new.clamp_(rule.w_min, rule.w_max)
+                w[flat] = (w[flat] - change).clamp_(rule.w_min, rule.w_max)
         if rule.pairing == "all":
             pl.x.view(-1)[arriving] += 1.0
         else:
@@ -179,17 +203,26 @@ def stdp_update(proj: TProjection, arriving: torch.Tensor, post_fired: torch.Ten
             t = trial[row_of]
             flat = t * nnz + pl.col_syn[entries]
             x = pl.x.view(-1)[t * proj.n_pre + pl.col_pre[entries]]
-            if rule.weight_dependence == "additive":
-                new = w[flat] + rule.a_plus * x
+            change = pl.a_plus[t] * x
+            if multiplicative:
+                change = change * (rule.w_max - w[flat])
+            if factor is not None:
+                change = change * factor[t]
+            if three_factor:
+                target.index_add_(0, flat, change)
             else:
-                new = w[flat] + rule.a_plus * x * (rule.w_max - w[flat])
-            w[flat] = new.clamp_(rule.w_min, rule.w_max)
+                w[flat] = (w[flat] + change).clamp_(rule.w_min, rule.w_max)
+    if three_factor:
+        proj.weights.add_(pl.learning_rate_dt * level.unsqueeze(1) * pl.eligibility)
+        proj.weights.clamp_(rule.w_min, rule.w_max)
 
 
 def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | None],
-             source_fired: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+             source_fired: dict[str, torch.Tensor],
+             rewards: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
     """Advance every population by one step and send the spikes; returns the flat indices
-    (trial * size + neuron) of every node that fired in this step."""
+    (trial * size + neuron) of every node that fired in this step. ``rewards``: the reward
+    drive of each modulator in this step."""
     fired: dict[str, torch.Tensor] = {}
     arriving: dict[str, torch.Tensor] = {}
     for proj in cn.plastic:
@@ -213,6 +246,30 @@ def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | 
         if proj.plastic is None:
             propagate(proj, fired[proj.pre], cn.populations[proj.post].buf, step)
         else:
-            stdp_update(proj, arriving[proj.name], fired[proj.post])
+            rule = proj.plastic.rule
+            level = cn.processes[rule.modulator].level if rule.modulator else None
+            stdp_update(proj, arriving[proj.name], fired[proj.post], level)
             proj.plastic.pending[step % proj.uniform_delay] = fired[proj.pre]
+    if cn.processes:
+        update_processes(cn, step, fired, rewards or {})
     return fired
+
+
+def update_processes(cn: CompiledNetwork, step: int, fired: dict[str, torch.Tensor],
+                     rewards: dict[str, float]) -> None:
+    """Homeostasis, then modulators, then metaplasticity (the IR's order)."""
+    dt = cn.network.dt_ms
+    trials = len(cn.config.seeds)
+    for proc in cn.processes.values():
+        if isinstance(proc, THomeostasis):
+            pop = cn.populations[proc.node.population]
+            proc.update(pop.spiked, step, dt, cn.projections)
+    sizes = {name: cn.network.size_of(name) for name in fired}
+    for name, proc in cn.processes.items():
+        if isinstance(proc, TModulator):
+            proc.update(fired, sizes, trials, rewards.get(name, 0.0), dt)
+    for proc in cn.processes.values():
+        if isinstance(proc, TMetaplasticity):
+            rule = cn.network.plasticity[proc.node.rule]
+            proc.update(cn.processes[proc.node.modulator].level, dt,
+                        cn.projections[rule.projection].plastic)

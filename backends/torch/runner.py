@@ -18,6 +18,7 @@ from evospike.units import steps_of
 
 from . import eager
 from .compiler import CompiledNetwork
+from .processes import TModulator
 
 CHUNK_STEPS = 1000
 
@@ -46,6 +47,7 @@ class ChunkInputs:
     source_flat: dict[str, np.ndarray]
     source_ptr: dict[str, np.ndarray]
     currents: dict[str, np.ndarray]  # population -> (n, size)
+    rewards: dict[str, np.ndarray] = field(default_factory=dict)  # modulator -> (n,)
 
 
 class TorchRunner:
@@ -90,7 +92,9 @@ class TorchRunner:
             if pop.currents:
                 currents[pop.name] = sum(current_values(c, pop.size, dt, start, n)
                                          for c in pop.currents)
-        return ChunkInputs(start, n, flat, ptr, currents)
+        rewards = {name: proc.reward_per_step(dt, start, n)
+                   for name, proc in cn.processes.items() if isinstance(proc, TModulator)}
+        return ChunkInputs(start, n, flat, ptr, currents, rewards)
 
     # ------------------------------------------------------------------ recording
     def _sample_due(self, step: int) -> bool:
@@ -101,12 +105,15 @@ class TorchRunner:
         cn, rec = self.cn, self._rec
         for name, mon in cn.state_monitors.items():
             if step % mon.every_steps == 0:
-                pop = cn.populations[mon.target]
-                k = pop.step.state_names.index(mon.variable)
-                idx = torch.as_tensor(mon.neurons, device=pop.x.device)
+                if mon.target in cn.processes:
+                    state = cn.processes[mon.target].state(mon.variable)
+                else:
+                    pop = cn.populations[mon.target]
+                    state = pop.x[pop.step.state_names.index(mon.variable)]
+                idx = torch.as_tensor(mon.neurons, device=state.device)
                 rec.trace_steps.setdefault(name, []).append(step)
                 rec.trace_values.setdefault(name, []).append(
-                    pop.x[k][:, idx].to(torch.float64).cpu().numpy())
+                    state[:, idx].to(torch.float64).cpu().numpy())
         for name, mon in cn.weight_monitors.items():
             if step % mon.every_steps == 0:
                 w = cn.projections[mon.projection].weights.to(torch.float64).cpu().numpy()
@@ -131,7 +138,8 @@ class TorchRunner:
             source_fired = {k: src_tensors[k][int(p[offset]):int(p[offset + 1])]
                             for k, p in inp.source_ptr.items()}
             currents = {k: v[offset] for k, v in cur_tensors.items()}
-            fired = eager.run_step(cn, step, currents, source_fired)
+            rewards = {k: float(v[offset]) for k, v in inp.rewards.items()}
+            fired = eager.run_step(cn, step, currents, source_fired, rewards)
             for node in recorded:
                 fired_log[node].append(fired[node])
             self.step = step + 1

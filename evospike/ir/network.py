@@ -15,6 +15,7 @@ import numpy as np
 from evospike.connectors import Connector, FromArrays
 from evospike.errors import ValidationError
 from evospike.ir.distributions import Normal, Uniform
+from evospike.ir.modulators import Modulator
 from evospike.ir.neurons import NeuronModel
 from evospike.ir.nodes import (
     CHANNELS,
@@ -28,8 +29,11 @@ from evospike.ir.nodes import (
     StateMonitor,
     WeightMonitor,
 )
-from evospike.ir.plasticity import STDP
+from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
 from evospike.units import steps_of
+
+#: the neuromodulatory / homeostatic process family (``Network.processes``)
+PROCESS_TYPES = (Modulator, Homeostasis, Metaplasticity)
 
 Endpoint = Population | PoissonSource | SpikeTimesSource | str
 
@@ -51,6 +55,7 @@ class Network:
     state_monitors: dict[str, StateMonitor] = field(default_factory=dict)
     weight_monitors: dict[str, WeightMonitor] = field(default_factory=dict)
     plasticity: dict[str, STDP] = field(default_factory=dict)
+    processes: dict[str, Modulator | Homeostasis | Metaplasticity] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.dt_ms, (int, float)) or not np.isfinite(self.dt_ms) or \
@@ -122,20 +127,29 @@ class Network:
             self.spike_monitors.append(node)
         elif isinstance(node, StateMonitor):
             self._claim(node.name)
-            if node.target not in self.populations:
+            if node.target in self.populations:
+                pop = self.populations[node.target]
+                kind, names, size = pop.model.kind, pop.model.state_names, pop.size
+            elif node.target in self.processes:
+                proc = self.processes[node.target]
+                kind, names, size = proc.kind, proc.state_names, proc.state_size(self)
+            else:
                 raise ValidationError("StateMonitor", node.name, "target",
-                                      "must be a population of the network", node.target)
-            pop = self.populations[node.target]
-            if node.variable not in pop.model.state_names:
+                                      "must be a population or process of the network",
+                                      node.target)
+            if node.variable not in names:
                 raise ValidationError("StateMonitor", node.name, "variable",
-                                      f"is not a state of {pop.model.kind} "
-                                      f"{pop.model.state_names}", node.variable)
-            if node.neurons.size and (node.neurons.min() < 0 or node.neurons.max() >= pop.size):
+                                      f"is not a state of {kind} {names}", node.variable)
+            if node.neurons.size and (node.neurons.min() < 0 or node.neurons.max() >= size):
                 raise ValidationError("StateMonitor", node.name, "neurons",
-                                      f"must lie in [0, {pop.size})",
+                                      f"must lie in [0, {size})",
                                       int(node.neurons[(node.neurons < 0) |
-                                                       (node.neurons >= pop.size)][0]))
+                                                       (node.neurons >= size)][0]))
             self.state_monitors[node.name] = node
+        elif isinstance(node, PROCESS_TYPES):
+            node.check(self)
+            self._claim(node.name)
+            self.processes[node.name] = node
         elif isinstance(node, STDP):
             self._claim(node.name)
             if node.projection not in self.projections:
@@ -150,6 +164,12 @@ class Network:
                                       "has per-synapse delays of different lengths; plastic "
                                       "projections need one delay for all synapses (per-synapse "
                                       "traces are not implemented)", node.projection)
+            if node.modulator is not None and (
+                    node.modulator not in self.processes or
+                    self.processes[node.modulator].kind != "Modulator"):
+                raise ValidationError(type(node).__name__, node.name, "modulator",
+                                      "is not a Modulator of the network (add it first)",
+                                      node.modulator)
             w = proj.weights
             if w.size and (w.min() < node.w_min or w.max() > node.w_max):
                 raise ValidationError("STDP", node.name, "projection weights",
@@ -263,6 +283,33 @@ class Network:
         proj = projection if isinstance(projection, str) else projection.name
         return self.add(STDP(name or f"{proj}.stdp", proj, **params))
 
+    def modulator(self, name: str, tau_ms: float, drives=(), initial: float = 0.0) -> Modulator:
+        """A neuromodulatory signal (see `evospike.ir.modulators`): decays with ``tau_ms``,
+        raised by ``drives`` (RewardEvents, RewardSeries, SpikeCountDrive, NoveltyDrive)."""
+        return self.add(Modulator(name, tau_ms, list(drives), initial))
+
+    def reward_stdp(self, projection: Projection | str, modulator: Modulator | str,
+                    name: str | None = None, **params) -> RewardModulatedSTDP:
+        """Make ``projection`` plastic with three-factor STDP read out by ``modulator``."""
+        proj = projection if isinstance(projection, str) else projection.name
+        mod = modulator if isinstance(modulator, str) else modulator.name
+        return self.add(RewardModulatedSTDP(name or f"{proj}.rstdp", proj, modulator=mod,
+                                            **params))
+
+    def homeostasis(self, population: Population | str, name: str | None = None,
+                    **params) -> Homeostasis:
+        """Keep ``population``'s neurons near a target rate (see `Homeostasis`)."""
+        pop = self._name_of(population)
+        return self.add(Homeostasis(name or f"{pop}.homeostasis", pop, **params))
+
+    def metaplasticity(self, rule: STDP | str, modulator: Modulator | str, parameter: str,
+                       name: str | None = None, **params) -> Metaplasticity:
+        """Let ``parameter`` of ``rule`` adapt to ``modulator``'s reward (see `Metaplasticity`)."""
+        rule_name = rule if isinstance(rule, str) else rule.name
+        mod = modulator if isinstance(modulator, str) else modulator.name
+        return self.add(Metaplasticity(name or f"{rule_name}.{parameter}.meta", rule_name, mod,
+                                       parameter, **params))
+
     def record_spikes(self, *targets: Endpoint) -> None:
         """Record every spike of these populations or sources."""
         for target in targets:
@@ -270,10 +317,16 @@ class Network:
 
     def record_state(self, target: Endpoint, variable: str, neurons=None, every_steps: int = 1,
                      name: str | None = None) -> StateMonitor:
-        """Record ``variable`` of ``neurons`` (default: all) every ``every_steps`` steps."""
-        target_name = self._name_of(target)
+        """Record ``variable`` of ``neurons`` (default: all) every ``every_steps`` steps.
+        ``target`` is a population or a process (a Modulator's ``level``, a Homeostasis's
+        ``theta``, ...)."""
+        target_name = target if isinstance(target, str) else target.name
+        if target_name in self.processes:
+            size = self.processes[target_name].state_size(self)
+        else:
+            size = self.size_of(self._name_of(target))
         if neurons is None:
-            neurons = np.arange(self.size_of(target_name))
+            neurons = np.arange(size)
         return self.add(StateMonitor(name or f"{target_name}.{variable}", target_name, variable,
                                      np.asarray(neurons), every_steps))
 

@@ -25,11 +25,46 @@ Raising a trace adds 1 (``pairing="all"``: every pair of spikes interacts) or se
 
 A spike is transmitted with the weight the synapse has when the spike arrives, before that
 arrival's own update.
+
+Modulated STDP. With ``modulator`` set, every weight change above is multiplied by a factor
+read from the modulator's level ``m`` at the start of the step (``m[n-1]``, see
+`evospike.ir.modulators`): ``modulation="gate"`` permits plasticity only while
+``m > gate_threshold`` (factor 1, else 0: permit/deny); ``modulation="scale"`` multiplies the
+learning rate by ``1 + scale_gain * m`` (novelty raises it).
+
+Three-factor STDP (`RewardModulatedSTDP`). The pair terms above write into a per-synapse
+eligibility trace ``e`` instead of the weight; ``e`` decays by ``exp(-dt / tau_eligibility)``
+at the start of each step (with the spike traces). At the end of the step's plasticity::
+
+    w = clip(w + learning_rate_per_ms * dt * m[n-1] * e, w_min, w_max)
+
+so the weight moves only where eligibility and the modulator (a reward) meet.
+
+Homeostasis (`Homeostasis`), per neuron of a population, in step n after it fired::
+
+    r = r + 1000 / tau_rate_ms            for each neuron that spiked (r: rate estimate, Hz)
+    theta = theta + threshold_rate * (r - target_rate_hz) * dt_s       (threshold mechanism)
+    r = r * exp(-dt / tau_rate_ms)
+
+``theta`` (mV or the model's voltage unit) is added to the firing threshold from the next step
+on: a neuron firing above the target raises its threshold and slows down, one below lowers it.
+The scaling mechanism multiplies every incoming weight of the listed projections, every
+``every_steps`` steps (steps n with ``n % every_steps == 0``, before the rate decays), by
+``1 + scaling_rate * (target_rate_hz - r_post) * every_steps * dt_s``.
+
+Metaplasticity (`Metaplasticity`): a parameter of a rule adapts to reward, at the end of every
+step (after the modulator's update, so the new value applies from the next step)::
+
+    baseline = baseline * b + (1 - b) * m[n]                 b = exp(-dt / tau_baseline_ms)
+    p = clip(p + eta * (m[n] - baseline) * dt_s, p_min, p_max)
+
+with ``p`` one of the rule's ``tau_plus_ms``, ``tau_minus_ms``, ``a_plus`` or ``a_minus``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -37,6 +72,7 @@ from evospike.errors import ValidationError
 
 PAIRINGS = ("all", "nearest")
 WEIGHT_DEPENDENCES = ("additive", "multiplicative")
+MODULATIONS = ("gate", "scale")
 
 
 @dataclass
@@ -57,9 +93,13 @@ class STDP:
     weight_dependence: str = "additive"
     w_min: float = 0.0
     w_max: float = 1.0
+    modulator: str | None = None
+    modulation: str = "gate"
+    gate_threshold: float = 0.0
+    scale_gain: float = 1.0
 
     def __post_init__(self) -> None:
-        kind = "STDP"
+        kind = type(self).__name__
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ValidationError(kind, str(self.name), "name",
                                   "must be a non-empty string without '/'", self.name)
@@ -87,6 +127,208 @@ class STDP:
         if self.weight_dependence not in WEIGHT_DEPENDENCES:
             raise ValidationError(kind, self.name, "weight_dependence",
                                   f"must be one of {WEIGHT_DEPENDENCES}", self.weight_dependence)
+        if self.modulator is not None and (not isinstance(self.modulator, str) or
+                                           not self.modulator):
+            raise ValidationError(kind, self.name, "modulator",
+                                  "must be the name of a Modulator or None", self.modulator)
+        if self.modulation not in MODULATIONS:
+            raise ValidationError(kind, self.name, "modulation", f"must be one of {MODULATIONS}",
+                                  self.modulation)
+        for field in ("gate_threshold", "scale_gain"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not np.isfinite(value):
+                raise ValidationError(kind, self.name, field, "must be finite", value)
+            setattr(self, field, float(value))
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return ()
 
 
-PLASTICITY_RULES: dict[str, type] = {"STDP": STDP}
+@dataclass
+class RewardModulatedSTDP(STDP):
+    """Three-factor STDP: pair terms into an eligibility trace, weight change = learning rate x
+    modulator x eligibility (see the module docstring). ``modulator`` is required;
+    ``learning_rate_per_ms`` is per ms of simulated time per unit of modulator level;
+    ``tau_eligibility_ms`` in ms. Additive pair terms only."""
+
+    tau_eligibility_ms: float = 1000.0
+    learning_rate_per_ms: float = 0.001
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        kind = "RewardModulatedSTDP"
+        if self.modulator is None:
+            raise ValidationError(kind, self.name, "modulator",
+                                  "is required (the third factor, e.g. a reward Modulator)", None)
+        if self.weight_dependence != "additive":
+            raise ValidationError(kind, self.name, "weight_dependence",
+                                  "must be 'additive' (the bounds apply to the weight update)",
+                                  self.weight_dependence)
+        value = self.tau_eligibility_ms
+        if isinstance(value, bool) or not (np.isfinite(value) and 0 < value <= 1e9):
+            raise ValidationError(kind, self.name, "tau_eligibility_ms", "must lie in (0, 1e9] ms",
+                                  value)
+        self.tau_eligibility_ms = float(value)
+        value = self.learning_rate_per_ms
+        if isinstance(value, bool) or not np.isfinite(value):
+            raise ValidationError(kind, self.name, "learning_rate_per_ms", "must be finite", value)
+        self.learning_rate_per_ms = float(value)
+
+
+HOMEOSTASIS_MECHANISMS = ("threshold", "scaling")
+
+
+@dataclass
+class Homeostasis:
+    """Keeps each neuron of ``population`` near ``target_rate_hz`` through slow negative
+    feedback (see the module docstring). ``tau_rate_ms``: window of the rate estimate (ms).
+    ``mechanism="threshold"``: adaptive threshold, ``threshold_rate`` in voltage units per
+    (Hz s). ``mechanism="scaling"``: synaptic scaling of the incoming ``projections`` every
+    ``every_steps`` steps, ``scaling_rate`` per (Hz s). States: ``rate_hz``, ``theta``."""
+
+    name: str
+    population: str
+    target_rate_hz: float = 10.0
+    tau_rate_ms: float = 1000.0
+    mechanism: str = "threshold"
+    threshold_rate: float = 0.1
+    projections: tuple[str, ...] = ()
+    scaling_rate: float = 0.01
+    every_steps: int = 100
+
+    kind: ClassVar[str] = "Homeostasis"
+
+    def __post_init__(self) -> None:
+        kind = self.kind
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ValidationError(kind, str(self.name), "name",
+                                  "must be a non-empty string without '/'", self.name)
+        if not (np.isfinite(self.target_rate_hz) and 0 <= self.target_rate_hz <= 1e4):
+            raise ValidationError(kind, self.name, "target_rate_hz", "must lie in [0, 1e4] Hz",
+                                  self.target_rate_hz)
+        if not (np.isfinite(self.tau_rate_ms) and 0 < self.tau_rate_ms <= 1e9):
+            raise ValidationError(kind, self.name, "tau_rate_ms", "must lie in (0, 1e9] ms",
+                                  self.tau_rate_ms)
+        if self.mechanism not in HOMEOSTASIS_MECHANISMS:
+            raise ValidationError(kind, self.name, "mechanism",
+                                  f"must be one of {HOMEOSTASIS_MECHANISMS}", self.mechanism)
+        for field in ("threshold_rate", "scaling_rate"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not (np.isfinite(value) and value >= 0):
+                raise ValidationError(kind, self.name, field, "must be finite and >= 0", value)
+        if isinstance(self.every_steps, bool) or int(self.every_steps) != self.every_steps or \
+                self.every_steps < 1:
+            raise ValidationError(kind, self.name, "every_steps", "must be a positive integer",
+                                  self.every_steps)
+        if isinstance(self.projections, str):
+            self.projections = (self.projections,)
+        self.projections = tuple(self.projections)
+        if self.mechanism == "scaling" and not self.projections:
+            raise ValidationError(kind, self.name, "projections",
+                                  "must name the incoming projections to scale", self.projections)
+        self.target_rate_hz = float(self.target_rate_hz)
+        self.tau_rate_ms = float(self.tau_rate_ms)
+        self.threshold_rate = float(self.threshold_rate)
+        self.scaling_rate = float(self.scaling_rate)
+        self.every_steps = int(self.every_steps)
+
+    state_names: ClassVar[tuple[str, ...]] = ("rate_hz", "theta")
+
+    def state_size(self, net) -> int:
+        return net.populations[self.population].size
+
+    def check(self, net) -> None:
+        if self.population not in net.populations:
+            raise ValidationError(self.kind, self.name, "population",
+                                  "is not a population of the network", self.population)
+        if self.mechanism == "threshold" and \
+                net.populations[self.population].model.kind == "Izhikevich":
+            raise ValidationError(self.kind, self.name, "mechanism",
+                                  "'threshold' needs a threshold model (Izhikevich has none)",
+                                  self.mechanism)
+        for proj in self.projections:
+            if proj not in net.projections:
+                raise ValidationError(self.kind, self.name, "projections",
+                                      "names a projection the network does not have", proj)
+            if net.projections[proj].post != self.population:
+                raise ValidationError(self.kind, self.name, "projections",
+                                      f"must end on '{self.population}'", proj)
+        if any(isinstance(p, Homeostasis) and p.population == self.population
+               for p in net.processes.values()):
+            raise ValidationError(self.kind, self.name, "population",
+                                  "already has a Homeostasis process", self.population)
+
+
+METAPLASTIC_PARAMETERS = ("tau_plus_ms", "tau_minus_ms", "a_plus", "a_minus")
+
+
+@dataclass
+class Metaplasticity:
+    """Parameter ``parameter`` of plasticity rule ``rule`` adapts to the reward signal of
+    ``modulator`` (see the module docstring): ``eta`` per (unit of level x s), bounds
+    ``[p_min, p_max]``, running baseline with ``tau_baseline_ms``. State: ``value``,
+    ``baseline``."""
+
+    name: str
+    rule: str
+    modulator: str
+    parameter: str = "tau_plus_ms"
+    eta: float = 1.0
+    tau_baseline_ms: float = 10000.0
+    p_min: float = 1.0
+    p_max: float = 100.0
+
+    kind: ClassVar[str] = "Metaplasticity"
+    state_names: ClassVar[tuple[str, ...]] = ("value", "baseline")
+
+    def __post_init__(self) -> None:
+        kind = self.kind
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ValidationError(kind, str(self.name), "name",
+                                  "must be a non-empty string without '/'", self.name)
+        if self.parameter not in METAPLASTIC_PARAMETERS:
+            raise ValidationError(kind, self.name, "parameter",
+                                  f"must be one of {METAPLASTIC_PARAMETERS}", self.parameter)
+        for field in ("eta", "p_min", "p_max"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not np.isfinite(value):
+                raise ValidationError(kind, self.name, field, "must be finite", value)
+            setattr(self, field, float(value))
+        if not (np.isfinite(self.tau_baseline_ms) and 0 < self.tau_baseline_ms <= 1e9):
+            raise ValidationError(kind, self.name, "tau_baseline_ms", "must lie in (0, 1e9] ms",
+                                  self.tau_baseline_ms)
+        self.tau_baseline_ms = float(self.tau_baseline_ms)
+        if not self.p_max > self.p_min:
+            raise ValidationError(kind, self.name, "p_max", f"must exceed p_min ({self.p_min})",
+                                  self.p_max)
+        if self.parameter.startswith("tau") and self.p_min <= 0:
+            raise ValidationError(kind, self.name, "p_min",
+                                  "must be > 0 for a time constant", self.p_min)
+        if self.parameter.startswith("a_") and self.p_min < 0:
+            raise ValidationError(kind, self.name, "p_min",
+                                  "must be >= 0 for an amplitude", self.p_min)
+
+    def state_size(self, net) -> int:
+        return 1
+
+    def check(self, net) -> None:
+        if self.rule not in net.plasticity:
+            raise ValidationError(self.kind, self.name, "rule",
+                                  "is not a plasticity rule of the network", self.rule)
+        if self.modulator not in net.processes or \
+                net.processes[self.modulator].kind != "Modulator":
+            raise ValidationError(self.kind, self.name, "modulator",
+                                  "is not a Modulator of the network", self.modulator)
+        value = getattr(net.plasticity[self.rule], self.parameter)
+        if not self.p_min <= value <= self.p_max:
+            raise ValidationError(self.kind, self.name, self.parameter,
+                                  f"of rule '{self.rule}' must start within [p_min, p_max] = "
+                                  f"[{self.p_min}, {self.p_max}]", value)
+        if any(isinstance(p, Metaplasticity) and p.rule == self.rule and
+               p.parameter == self.parameter for p in net.processes.values()):
+            raise ValidationError(self.kind, self.name, "parameter",
+                                  f"of rule '{self.rule}' already adapts", self.parameter)
+
+
+PLASTICITY_RULES: dict[str, type] = {"STDP": STDP, "RewardModulatedSTDP": RewardModulatedSTDP}

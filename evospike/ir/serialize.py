@@ -13,6 +13,10 @@ Layout (format ``evospike-network``, version 1)::
     /monitors/spikes       attrs: targets (list)
     /monitors/state/<name> attrs: target, variable, every_steps; dataset neurons
     /monitors/weights/<name> attrs: projection, every_steps
+    /plasticity/<name>     attrs: rule (class name) and its parameters (None stored as
+                           "__none__")
+    /processes/<name>      attrs: kind and scalar parameters; datasets for arrays; numbered
+                           subgroups for lists of records (a Modulator's drives)
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 from evospike.atomic import atomic_h5, open_h5
 from evospike.errors import EvoSpikeError
 from evospike.ir.distributions import DISTRIBUTIONS, Normal, Uniform
+from evospike.ir.modulators import DRIVES, Modulator
 from evospike.ir.network import Network
 from evospike.ir.neurons import NEURON_MODELS
 from evospike.ir.nodes import (
@@ -38,7 +43,10 @@ from evospike.ir.nodes import (
     StateMonitor,
     WeightMonitor,
 )
-from evospike.ir.plasticity import PLASTICITY_RULES
+from evospike.ir.plasticity import PLASTICITY_RULES, Homeostasis, Metaplasticity
+
+RECORD_TYPES = {"Modulator": Modulator, "Homeostasis": Homeostasis,
+                "Metaplasticity": Metaplasticity, **DRIVES}
 
 FORMAT = "evospike-network"
 VERSION = 1
@@ -123,11 +131,54 @@ def save_network(net: Network, path: str | os.PathLike) -> None:
             g.attrs["rule"] = type(rule).__name__
             for key, value in vars(rule).items():
                 if key != "name":
-                    g.attrs[key] = value
+                    g.attrs[key] = _opt(value)
+        procs = f.create_group("processes", track_order=True)
+        for proc in net.processes.values():
+            _save_record(procs.create_group(proc.name, track_order=True), proc)
         weights = mons.create_group("weights", track_order=True)
         for wmon in net.weight_monitors.values():
             g = weights.create_group(wmon.name, track_order=True)
             g.attrs.update(projection=wmon.projection, every_steps=wmon.every_steps)
+
+
+def _save_record(g: h5py.Group, record) -> None:
+    """A process node (or one of its drives): scalars and strings as attributes, arrays as
+    datasets, lists of records as numbered subgroups."""
+    g.attrs["kind"] = record.kind
+    for key, value in vars(record).items():
+        if key == "name":
+            continue
+        if isinstance(value, list):
+            items = g.create_group(key, track_order=True)
+            for i, item in enumerate(value):
+                _save_record(items.create_group(str(i), track_order=True), item)
+        elif isinstance(value, tuple):
+            g.attrs[key] = np.asarray(value, dtype=h5py.string_dtype())
+            g.attrs[f"{key}.tuple"] = True
+        elif isinstance(value, np.ndarray):
+            _put(g, key, value)
+        else:
+            g.attrs[key] = _opt(value)
+
+
+def _load_record(g: h5py.Group, name: str | None):
+    cls = RECORD_TYPES[_str(g.attrs["kind"])]
+    params = {}
+    for key, value in g.attrs.items():
+        if key == "kind" or key.endswith(".tuple"):
+            continue
+        if g.attrs.get(f"{key}.tuple", False):
+            params[key] = tuple(_str(v) for v in value)
+        elif isinstance(value, (bytes, str)):
+            params[key] = _unopt(_str(value))
+        else:
+            params[key] = value.item() if hasattr(value, "item") else value
+    for key, item in g.items():
+        if isinstance(item, h5py.Group):
+            params[key] = [_load_record(item[k], None) for k in item]
+        else:
+            params[key] = item[()]
+    return cls(name, **params) if name is not None else cls(**params)
 
 
 def _str(value) -> str:
@@ -178,6 +229,24 @@ def _load_network(path: Path) -> Network:
             series = g["series"][()] if "series" in g else None
             net.add(CurrentInput(name, _str(g.attrs["target"]), _get(g, "amplitude"),
                                  float(g.attrs["start_ms"]), _unopt(g.attrs["stop_ms"]), series))
+        pending_rules = []
+        for name, g in f.get("plasticity", {}).items():
+            cls = PLASTICITY_RULES[_str(g.attrs["rule"])]
+            params = {k: (_unopt(_str(v)) if isinstance(v, (bytes, str)) else v.item())
+                      for k, v in g.attrs.items() if k != "rule"}
+            pending_rules.append(cls(name, **params))
+        # modulators come first (rules read them), then the rules, then the processes that
+        # refer to rules (metaplasticity)
+        procs = [_load_record(g, name) for name, g in f.get("processes", {}).items()]
+        for proc in procs:
+            if proc.kind == "Modulator":
+                net.add(proc)
+        for rule in pending_rules:
+            net.add(rule)
+        for proc in procs:
+            if proc.kind != "Modulator":
+                net.add(proc)
+        net.processes = {proc.name: net.processes[proc.name] for proc in procs}  # saved order
         mons = f["monitors"]
         for target in mons.attrs["spikes"]:
             net.add(SpikeMonitor(_str(target)))
@@ -186,9 +255,5 @@ def _load_network(path: Path) -> Network:
                                  g["neurons"][()], int(g.attrs["every_steps"])))
         for name, g in mons["weights"].items():
             net.add(WeightMonitor(name, _str(g.attrs["projection"]), int(g.attrs["every_steps"])))
-        for name, g in f.get("plasticity", {}).items():
-            cls = PLASTICITY_RULES[_str(g.attrs["rule"])]
-            params = {k: (_str(v) if isinstance(v, (bytes, str)) else v.item())
-                      for k, v in g.attrs.items() if k != "rule"}
-            net.add(cls(name, **params))
+
         return net

@@ -62,6 +62,13 @@ def native_unavailable_reason(cn) -> str | None:
     """None if the native kernel can run ``cn``; otherwise why not."""
     if cn.device.type != "cpu":
         return f"it runs on the CPU only (device is {cn.device})"
+    if cn.processes:
+        names = ", ".join(f"{type(p.node).__name__} '{n}'" for n, p in cn.processes.items())
+        return f"it does not carry modulators, homeostasis or metaplasticity ({names})"
+    for proj in cn.plastic:
+        if proj.plastic.rule.modulator is not None:
+            return (f"it does not carry modulated or three-factor plasticity "
+                    f"({type(proj.plastic.rule).__name__} '{proj.plastic.rule.name}')")
     for pop in cn.populations.values():
         if len(pop.step.state_names) > MAX_STATES:
             return f"population '{pop.name}' has more than {MAX_STATES} state variables"
@@ -127,7 +134,8 @@ class NativeEngine:
         trials = proj.weights.shape[0]
         c.plastic, c.nnz, c.wt = 1, proj.weights.shape[1], _ptr(proj.weights)
         c.x, c.y = _ptr(pl.x), _ptr(pl.y)
-        c.decay_x, c.decay_y = pl.decay_x, pl.decay_y
+        # constant across trials here: metaplasticity (per-trial values) runs on eager only
+        c.decay_x, c.decay_y = float(pl.decay_x[0, 0]), float(pl.decay_y[0, 0])
         c.a_plus, c.a_minus, c.w_min, c.w_max = rule.a_plus, rule.a_minus, rule.w_min, rule.w_max
         c.nearest = int(rule.pairing == "nearest")
         c.multiplicative = int(rule.weight_dependence == "multiplicative")
