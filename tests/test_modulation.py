@@ -285,3 +285,18 @@ def test_brian2_refuses_nothing_it_carries_and_runs_in_segments():
     one = run_on("brian2", plastic_net("rstdp", meta="a_plus", homeostasis="threshold"), 300.0)
     np.testing.assert_allclose(two.weights["pre->post.weights"].values,
                                one.weights["pre->post.weights"].values, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_reward_learning_example_learns_only_with_the_modulator():
+    from tests.conftest import load_example
+
+    example = load_example("reward_learning")
+    out = example.run_both(60, progress=False)
+    modulated = out["curves"]["three-factor STDP"]
+    plain = out["curves"]["plain STDP (no modulator)"]
+    assert modulated[-2:].mean() > 0.25
+    assert abs(plain[-2:].mean()) < 0.2
+    w_mod = out["weights"]["three-factor STDP"][-1]
+    half = w_mod.size // 2
+    assert w_mod[:half].mean() > w_mod[half:].mean() + 0.3  # A's synapses won, B's lost
