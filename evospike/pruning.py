@@ -1,0 +1,648 @@
+"""Terminal-attractor dynamic pruning: the framework-neutral core (NumPy, no torch import).
+
+The method of the thesis "Dynamic Adaptive Pruning Method Incorporating Terminal Attractors"
+(Ch. 2 and 4). Four parts work together during training (or, inside a simulation, while a
+plasticity rule runs):
+
+**Saliency** (first-order Taylor estimate of the loss change when a connection is toggled)::
+
+    S_ij = |w_ij * dE/dw_ij|                       for a kept connection
+    S_ij = |w_shadow_ij * dE/dw_ij|                for a pruned one (see "Regrowth")
+
+optionally smoothed over steps by an exponential running average
+``S <- rho * S + (1 - rho) * S_now`` (``saliency_momentum`` = rho; 0 gives the thesis's
+instantaneous score). The running average is seeded with the first score, so it carries no
+start-up bias.
+
+**One global threshold.** The scores of all pruned groups (layers, projections) are ranked
+together; the ``k = floor(R(t) * N)`` lowest (N = all prunable connections) are pruned, all
+others kept. Ties are broken deterministically: at equal score a connection that is already
+pruned is pruned before a kept one (no churn among equals), then the earlier position goes
+first (groups in the order given, entries in C order). ``threshold`` is the largest pruned
+score (NaN while nothing is pruned). Because exactly k connections are pruned, the pruned
+fraction equals ``floor(R(t) N) / N``: it follows R(t) to within 1/N, from below.
+
+**Schedule**::
+
+    R(t) = 0                                                          t < t_warmup
+    R(t) = R_target * (1 - exp(-(t - t_warmup) / tau)) * alpha(t)     t >= t_warmup
+    alpha(t) = 1 / (1 + lambda * sigma_E(t) / E_avg(t))
+
+``E_avg`` and ``sigma_E`` (population standard deviation) are taken over the last
+``loss_window`` values of the loss, the current one included (``alpha = 1`` when
+``E_avg = 0``, which with E >= 0 means every loss in the window is 0). A noisy or still-falling
+loss lowers alpha and so the reached fraction: at the end of training the pruned fraction is
+``R_target * alpha``, not ``R_target``, unless the loss has settled. ``t`` counts steps
+(calls of ``step``); masks are recomputed every ``update_interval`` steps.
+
+**Regrowth.** A pruned weight is set to 0, and the value it had when it was pruned is kept as a
+*shadow weight* (the thesis: "the previous value is kept"). Its score is
+``|w_shadow * dE/dw|`` with the gradient taken at w = 0 (the gradient of the masked network
+with respect to the pruned entry, which backpropagation delivers anyway): the first-order
+estimate of the loss change if the connection came back with its old value, the mirror image of
+a kept weight's score. When that score rises above the global threshold the connection is
+kept again at the next mask update and its weight restored to the shadow value. With
+``regrowth=False`` a pruned connection stays pruned (the pruned count then never falls).
+
+**Attractor term** (added to the base update)::
+
+    Psi   = gamma * E^beta * g / (|g|^2 + eps)        g: the gradient, pruned entries zeroed,
+                                                      |g| its norm over all groups together
+    Psi  <- Psi * C / |Psi|     if |Psi| > C          (norm clipping)
+    w    <- w + base_update - eta_TA * tanh(k E) * Psi
+
+For the pure attractor flow ``dw/dt = -Psi`` (no clip, no fade) the loss obeys
+``dE/dt = -gamma E^beta |g|^2 / (|g|^2 + eps) ~ -gamma E^beta`` and reaches 0 in the finite
+time ``t* = E0^(1-beta) / (gamma (1-beta))`` (`settling_time`); one step advances the flow by
+``eta_TA`` time units. The tanh fade hands over to the base update when E is tiny (there the
+flow is singular and a discrete step would overshoot); it also makes the approach to E = 0
+asymptotic again, so with the fade on the finite-time statement holds for a target E > 0
+(`settling_time` integrates the faded flow numerically).
+
+Constants (the thesis fixes gamma, beta, eps and R_target = 30 %; it leaves the rest open):
+
+==================== ========= ===============================================================
+name                 default   why
+==================== ========= ===============================================================
+r_target             0.3       the thesis's target pruning rate (Table 5.2)
+warmup_steps         100       pruning on scores of a barely trained net removes the wrong
+                               weights (Sec. 4.2.3); 100 steps lets small nets learn first
+tau_steps            200       the fraction rises over a few hundred steps so the attractor
+                               term can repair each cut before the next (Sec. 4.2.3)
+lambda_stability     1.0       neutral weight: a coefficient of variation of 1 halves R(t)
+loss_window          20        steps in the running mean/std of E; long enough for a std,
+                               short enough to react to a loss spike
+saliency_momentum    0.9       mini-batch gradients are noisy; an average over ~10 steps keeps
+                               masks from flickering (0 = the thesis's instantaneous score)
+update_interval      1         masks follow R(t) at every step (raise it for large models:
+                               each update sorts all scores)
+regrowth             True      the thesis lets pruned connections come back (Sec. 4.2.4)
+gamma                1.0       the thesis (Table 5.2)
+beta                 0.5       the thesis (Table 5.2); must lie in (0, 1) for finite time
+eps                  1e-8      the thesis (Sec. 4.3.2)
+attractor_lr         1e-2      eta_TA, step of the attractor flow per update; with C = 1 the
+                               attractor moves all weights together by at most 0.01 per step,
+                               a fraction of an AdamW step at lr 1e-3 over thousands of weights
+clip_norm            1.0       C; the thesis's gradient-clipping value; ``inf`` disables
+fade_k               10.0      k; tanh(k E) > 0.96 for E > 0.2, so the fade acts only once the
+                               loss is small (cross-entropy near a perfect fit); ``inf``
+                               disables
+==================== ========= ===============================================================
+
+`TerminalAttractorPruner` is the NumPy reference implementation (a simulation backend can call
+it every update interval); `evospike.pruning_torch.TerminalAttractorOptimizer` wraps any torch
+optimizer for surrogate-gradient training; `TerminalAttractorPruning` is the plain-data IR
+description of the rule for projections of a network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from evospike.errors import EvoSpikeError, ValidationError
+
+__all__ = [
+    "DEFAULTS", "PruningRecord", "PruningSchedule", "TerminalAttractorPruner",
+    "TerminalAttractorPruning", "attractor_coefficient", "attractor_gain_for_settling_time",
+    "bottom_k", "saliency", "settling_time", "stability_factor", "pruning_rate",
+    "validate_parameters",
+]
+
+#: Defaults shared by the NumPy core and the torch wrapper (see the module docstring's table).
+DEFAULTS: dict[str, object] = {
+    "r_target": 0.3,
+    "warmup_steps": 100.0,
+    "tau_steps": 200.0,
+    "lambda_stability": 1.0,
+    "loss_window": 20,
+    "saliency_momentum": 0.9,
+    "update_interval": 1,
+    "regrowth": True,
+    "gamma": 1.0,
+    "beta": 0.5,
+    "eps": 1e-8,
+    "attractor_lr": 1e-2,
+    "clip_norm": 1.0,
+    "fade_k": 10.0,
+}
+
+
+# --------------------------------------------------------------------------- validation
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def _check_real(kind: str, name: str, field_name: str, value: object, *, low: float,
+                high: float = math.inf, low_open: bool = False, high_open: bool = False,
+                allow_inf: bool = False) -> float:
+    """Return ``value`` as a float if it lies in the interval, else raise naming the field."""
+    lo = "(" if low_open else "["
+    hi = ")" if high_open or high == math.inf else "]"
+    interval = f"{lo}{low:g}, {high:g}{hi}"
+    if not _is_real(value):
+        raise ValidationError(kind, name, field_name, f"must be a number in {interval}", value)
+    v = float(value)
+    if math.isnan(v) or (math.isinf(v) and not (allow_inf and v > 0)):
+        problem = f"must be a finite number in {interval}" if not allow_inf else (
+            f"must be a number in {interval} (inf disables it)")
+        raise ValidationError(kind, name, field_name, problem, value)
+    bad = (v < low or (low_open and v == low) or v > high or (high_open and v == high))
+    if bad:
+        extra = " (inf disables it)" if allow_inf else ""
+        raise ValidationError(kind, name, field_name, f"must lie in {interval}{extra}", value)
+    return v
+
+
+def _check_int(kind: str, name: str, field_name: str, value: object, *, low: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValidationError(kind, name, field_name, f"must be an integer >= {low}", value)
+    if value < low:
+        raise ValidationError(kind, name, field_name, f"must be an integer >= {low}", value)
+    return int(value)
+
+
+def validate_parameters(kind: str, name: str, **values: object) -> dict[str, object]:
+    """Check the rule's constants (any subset of `DEFAULTS`' keys, plus ``t_warmup_ms``,
+    ``tau_ms``, ``update_interval_ms`` of the IR node) and return them normalised (floats,
+    ints, bools). A bad value raises `ValidationError` naming ``kind``, ``name``, the field and
+    the value."""
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        if key == "r_target":
+            out[key] = _check_real(kind, name, key, value, low=0.0, high=1.0, high_open=True)
+        elif key in ("warmup_steps", "t_warmup_ms"):
+            out[key] = _check_real(kind, name, key, value, low=0.0)
+        elif key in ("tau_steps", "tau_ms", "update_interval_ms"):
+            out[key] = _check_real(kind, name, key, value, low=0.0, low_open=True)
+        elif key == "lambda_stability":
+            out[key] = _check_real(kind, name, key, value, low=0.0)
+        elif key == "loss_window":
+            out[key] = _check_int(kind, name, key, value, low=2)
+        elif key == "saliency_momentum":
+            out[key] = _check_real(kind, name, key, value, low=0.0, high=1.0, high_open=True)
+        elif key == "update_interval":
+            out[key] = _check_int(kind, name, key, value, low=1)
+        elif key == "regrowth":
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValidationError(kind, name, key, "must be True or False", value)
+            out[key] = bool(value)
+        elif key == "gamma":
+            out[key] = _check_real(kind, name, key, value, low=0.0, low_open=True)
+        elif key == "beta":
+            out[key] = _check_real(kind, name, key, value, low=0.0, high=1.0, low_open=True,
+                                   high_open=True)
+        elif key == "eps":
+            out[key] = _check_real(kind, name, key, value, low=0.0, low_open=True)
+        elif key == "attractor_lr":
+            out[key] = _check_real(kind, name, key, value, low=0.0)
+        elif key in ("clip_norm", "fade_k"):
+            out[key] = _check_real(kind, name, key, value, low=0.0, low_open=True,
+                                   allow_inf=True)
+        else:
+            raise ValidationError(kind, name, key, "is not a parameter of the rule", value)
+    return out
+
+
+def _check_loss(kind: str, name: str, loss: object) -> float:
+    try:
+        value = float(loss)  # a 0-d array or tensor converts; anything else is refused below
+    except (TypeError, ValueError):
+        raise ValidationError(kind, name, "loss", "must be a real number >= 0", loss) from None
+    if not math.isfinite(value) or value < 0:
+        raise ValidationError(kind, name, "loss",
+                              "must be finite and >= 0 (E is the attractor's potential; "
+                              "E^beta is undefined below 0)", value)
+    return value
+
+
+# --------------------------------------------------------------------------- pure formulas
+
+def saliency(weights: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """``|w * dE/dw|`` elementwise (same shape as ``weights``)."""
+    return np.abs(np.asarray(weights) * np.asarray(grads))
+
+
+def stability_factor(losses: Iterable[float], lambda_stability: float) -> float:
+    """``alpha = 1 / (1 + lambda * sigma_E / E_avg)`` over ``losses`` (population std);
+    1 for an empty window or a window of zeros."""
+    arr = np.asarray(list(losses), dtype=np.float64)
+    if arr.size == 0:
+        return 1.0
+    mean = float(arr.mean())
+    if mean <= 0.0:
+        return 1.0
+    return 1.0 / (1.0 + lambda_stability * float(arr.std()) / mean)
+
+
+def pruning_rate(t: float, r_target: float, warmup: float, tau: float,
+                 alpha: float = 1.0) -> float:
+    """``R(t)``: 0 before ``warmup``, then ``r_target (1 - exp(-(t - warmup)/tau)) alpha``.
+    ``t``, ``warmup`` and ``tau`` in one unit (steps, or ms for the IR node)."""
+    if t < warmup:
+        return 0.0
+    return r_target * (1.0 - math.exp(-(t - warmup) / tau)) * alpha
+
+
+def attractor_coefficient(loss: float, grad_norm_sq: float, *, gamma: float = 1.0,
+                          beta: float = 0.5, eps: float = 1e-8, clip_norm: float = 1.0,
+                          fade_k: float = 10.0) -> float:
+    """The scalar c with ``tanh(k E) * clip(Psi) = c * g``, so the attractor displacement of a
+    step is ``-eta_TA * c * g``. ``grad_norm_sq`` is ``|g|^2`` over every parameter the
+    attractor acts on."""
+    if loss <= 0.0 or grad_norm_sq <= 0.0:
+        return 0.0  # at the attractor (E = 0) or with no direction to move in, Psi = 0
+    coef = gamma * loss ** beta / (grad_norm_sq + eps)
+    psi_norm = coef * math.sqrt(grad_norm_sq)
+    if psi_norm > clip_norm:
+        coef *= clip_norm / psi_norm
+    fade = 1.0 if math.isinf(fade_k) else math.tanh(fade_k * loss)
+    return coef * fade
+
+
+def settling_time(e0: float, gamma: float = 1.0, beta: float = 0.5, e_target: float = 0.0,
+                  fade_k: float = math.inf) -> float:
+    """Time for the attractor flow ``dE/dt = -gamma E^beta tanh(k E)`` (eps -> 0, no
+    clipping) to bring the loss from ``e0`` to ``e_target``.
+
+    Without the fade (``fade_k = inf``) it is the closed form
+    ``(e0^(1-beta) - e_target^(1-beta)) / (gamma (1 - beta))``, finite even for
+    ``e_target = 0`` (the thesis's Eq. 2.7 with Delta = gamma). With the fade the integral
+    ``int dE / (gamma E^beta tanh(k E))`` is evaluated numerically (it diverges at 0, so
+    ``e_target`` must then be > 0)."""
+    if not (e0 >= e_target >= 0.0):
+        raise EvoSpikeError(f"settling_time needs e0 >= e_target >= 0 (got e0={e0}, "
+                            f"e_target={e_target})")
+    if math.isinf(fade_k):
+        return (e0 ** (1 - beta) - e_target ** (1 - beta)) / (gamma * (1 - beta))
+    if e_target <= 0.0:
+        raise EvoSpikeError("settling_time with a tanh fade never reaches E = 0; give "
+                            f"e_target > 0 (got {e_target})")
+    # substitute u = ln E: dt = E^(1-beta) / (gamma tanh(k E)) du; smooth on a log grid
+    u = np.linspace(math.log(e_target), math.log(e0), 20001)
+    e = np.exp(u)
+    integrand = e ** (1 - beta) / (gamma * np.tanh(fade_k * e))
+    return float(np.sum((integrand[1:] + integrand[:-1]) * np.diff(u)) / 2)
+
+
+def attractor_gain_for_settling_time(e0: float, t_star: float, beta: float = 0.5) -> float:
+    """The gain gamma with which the attractor flow reaches E = 0 at ``t_star`` from ``e0``:
+    ``gamma = e0^(1-beta) / (t_star (1-beta))`` (the thesis's Eq. 2.8, which prints this
+    relation inverted)."""
+    if not (t_star > 0 and e0 >= 0 and 0 < beta < 1):
+        raise EvoSpikeError(f"attractor_gain_for_settling_time needs t_star > 0, e0 >= 0, "
+                            f"0 < beta < 1 (got t_star={t_star}, e0={e0}, beta={beta})")
+    return e0 ** (1 - beta) / (t_star * (1 - beta))
+
+
+def bottom_k(scores: np.ndarray, pruned: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """Pick the ``k`` lowest of the flat ``scores``; ties go first to entries already
+    ``pruned``, then to the lower index. Returns the new pruned mask (bool, True = pruned) and
+    the threshold (the largest pruned score; NaN when k = 0)."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    pruned = np.asarray(pruned, dtype=bool).ravel()
+    n = scores.size
+    if not 0 <= k <= n:
+        raise EvoSpikeError(f"bottom_k: k must lie in [0, {n}] (got {k})")
+    out = np.zeros(n, dtype=bool)
+    if k == 0:
+        return out, math.nan
+    # np.lexsort sorts by the last key first: score, then kept-after-pruned, then index
+    order = np.lexsort((np.arange(n), (~pruned).astype(np.int8), scores))
+    out[order[:k]] = True
+    return out, float(scores[order[k - 1]])
+
+
+# --------------------------------------------------------------------------- schedule
+
+class PruningSchedule:
+    """R(t) with its running loss window (the part of the rule that sees only the loss).
+
+    ``observe(E)`` appends a loss; ``alpha`` and ``rate(t)`` read the window as it is."""
+
+    def __init__(self, r_target: float, warmup: float, tau: float, lambda_stability: float,
+                 loss_window: int):
+        self.r_target = r_target
+        self.warmup = warmup
+        self.tau = tau
+        self.lambda_stability = lambda_stability
+        self.window: deque[float] = deque(maxlen=loss_window)
+
+    def observe(self, loss: float) -> None:
+        self.window.append(float(loss))
+
+    @property
+    def loss_mean(self) -> float:
+        return float(np.mean(self.window)) if self.window else math.nan
+
+    @property
+    def loss_std(self) -> float:
+        return float(np.std(self.window)) if self.window else math.nan
+
+    @property
+    def alpha(self) -> float:
+        return stability_factor(self.window, self.lambda_stability)
+
+    def rate(self, t: float) -> float:
+        return pruning_rate(t, self.r_target, self.warmup, self.tau, self.alpha)
+
+
+@dataclass
+class PruningRecord:
+    """What one step did. ``rate`` is R(t); ``pruned_fraction`` the fraction of prunable
+    connections pruned after the step; ``threshold`` the global threshold of the last mask
+    update (NaN while nothing is pruned); ``n_regrown``/``n_newly_pruned`` count this step's
+    mask changes; ``attractor_norm`` the norm of the attractor displacement applied."""
+
+    step: int
+    loss: float
+    alpha: float
+    rate: float
+    pruned_fraction: float
+    threshold: float
+    n_pruned: int
+    n_regrown: int
+    n_newly_pruned: int
+    attractor_norm: float
+
+
+def _kept_count(rate: float, n: int) -> int:
+    # floor, so the pruned fraction never exceeds R(t); the small tolerance absorbs rounding in
+    # R * n that would otherwise turn an exact k into k - 1
+    return int(math.floor(rate * n + 1e-9))
+
+
+# --------------------------------------------------------------------------- NumPy core
+
+class TerminalAttractorPruner:
+    """The whole rule on NumPy arrays: saliency, global threshold, schedule, regrowth and the
+    attractor term. A simulation backend calls `step` once per update with the error E, the
+    weights (modified in place) and the gradient (for a local rule: minus its proposed update).
+
+    ``shapes`` maps each pruned group (layer, projection) to the shape of its weight array;
+    the other arguments are the constants of the module docstring's table (steps are calls of
+    `step`). Masks are True where a connection is kept.
+    """
+
+    KIND = "TerminalAttractorPruner"
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], *, name: str = "pruner",
+                 **params: object):
+        if not isinstance(name, str) or not name:
+            raise ValidationError(self.KIND, str(name), "name", "must be a non-empty string",
+                                  name)
+        self.name = name
+        p = {**DEFAULTS, **params}
+        self.params = validate_parameters(self.KIND, name, **p)
+        if not isinstance(shapes, Mapping) or not shapes:
+            raise ValidationError(self.KIND, name, "shapes",
+                                  "must map at least one group name to a shape", shapes)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for key, shape in shapes.items():
+            if not isinstance(key, str) or not key:
+                raise ValidationError(self.KIND, name, "shapes", "keys must be non-empty "
+                                      "strings", key)
+            try:
+                shp = tuple(int(s) for s in shape)
+            except TypeError:
+                raise ValidationError(self.KIND, name, f"shapes['{key}']",
+                                      "must be a tuple of sizes", shape) from None
+            if any(s < 0 for s in shp):
+                raise ValidationError(self.KIND, name, f"shapes['{key}']",
+                                      "must have sizes >= 0", shape)
+            self.shapes[key] = shp
+        self.n_total = int(sum(int(np.prod(s)) for s in self.shapes.values()))
+        if self.n_total == 0:
+            raise ValidationError(self.KIND, name, "shapes", "hold no connections", shapes)
+        self.masks = {k: np.ones(s, dtype=bool) for k, s in self.shapes.items()}
+        self.shadow = {k: np.zeros(s, dtype=np.float64) for k, s in self.shapes.items()}
+        self.scores: dict[str, np.ndarray] | None = None
+        self.schedule = PruningSchedule(self.params["r_target"], self.params["warmup_steps"],
+                                        self.params["tau_steps"],
+                                        self.params["lambda_stability"],
+                                        self.params["loss_window"])
+        self.t = 0
+        self.threshold = math.nan
+        self.history: list[PruningRecord] = []
+
+    # -- read-outs ---------------------------------------------------------------------
+    @property
+    def n_pruned(self) -> int:
+        return int(sum(int((~m).sum()) for m in self.masks.values()))
+
+    @property
+    def pruned_fraction(self) -> float:
+        return self.n_pruned / self.n_total
+
+    @property
+    def rate(self) -> float:
+        """R(t) of the last step (0 before the first)."""
+        return self.history[-1].rate if self.history else 0.0
+
+    def history_array(self, field_name: str) -> np.ndarray:
+        """One field of every `PruningRecord` so far, as an array."""
+        if field_name not in PruningRecord.__dataclass_fields__:
+            raise EvoSpikeError(f"PruningRecord has no field '{field_name}' (fields: "
+                                f"{', '.join(PruningRecord.__dataclass_fields__)})")
+        return np.array([getattr(r, field_name) for r in self.history])
+
+    # -- the step ------------------------------------------------------------------------
+    def _check_arrays(self, what: str, arrays: Mapping[str, np.ndarray]) -> None:
+        if not isinstance(arrays, Mapping) or set(arrays) != set(self.shapes):
+            got = sorted(arrays) if isinstance(arrays, Mapping) else arrays
+            raise ValidationError(self.KIND, self.name, what,
+                                  f"must have exactly the groups {sorted(self.shapes)}", got)
+        for key, arr in arrays.items():
+            if np.shape(arr) != self.shapes[key]:
+                raise ValidationError(self.KIND, self.name, f"{what}['{key}']",
+                                      f"must have shape {self.shapes[key]}", np.shape(arr))
+            if not np.all(np.isfinite(arr)):
+                from evospike.errors import first_bad
+
+                raise ValidationError(self.KIND, self.name, f"{what}['{key}']",
+                                      "must be finite", first_bad(arr, ~np.isfinite(arr)))
+
+    def step(self, loss: float, weights: Mapping[str, np.ndarray],
+             grads: Mapping[str, np.ndarray],
+             base_update: Mapping[str, np.ndarray] | None = None) -> PruningRecord:
+        """One step at the current loss E with gradient ``grads`` (dE/dw at the current, masked
+        weights, pruned entries included). In place on ``weights`` (float arrays): adds
+        ``base_update`` (if given) and the attractor displacement on kept entries, holds pruned
+        entries at 0, and every ``update_interval`` steps moves the masks to the bottom R(t).
+        """
+        p = self.params
+        e = _check_loss(self.KIND, self.name, loss)
+        self._check_arrays("weights", weights)
+        self._check_arrays("grads", grads)
+        if base_update is not None:
+            self._check_arrays("base_update", base_update)
+        self.schedule.observe(e)
+
+        # saliency from the weights and gradient of this step, before they move
+        now = {}
+        for k in self.shapes:
+            w = np.where(self.masks[k], weights[k], self.shadow[k])
+            s = saliency(w, grads[k])
+            now[k] = np.where(self.masks[k], s, s if p["regrowth"] else -np.inf)
+        if self.scores is None:
+            self.scores = now
+        else:
+            rho = p["saliency_momentum"]
+            for k in self.shapes:
+                # -inf marks a pruned entry that may not regrow; it is not averaged
+                live = np.isfinite(now[k])
+                ema = self.scores[k]
+                ema[live] = rho * ema[live] + (1 - rho) * now[k][live]
+                ema[~live] = now[k][~live]
+
+        # base update and attractor term, on kept connections only
+        masked = {k: np.where(self.masks[k], grads[k], 0.0) for k in self.shapes}
+        norm_sq = float(sum(float(np.sum(g * g)) for g in masked.values()))
+        coef = p["attractor_lr"] * attractor_coefficient(
+            e, norm_sq, gamma=p["gamma"], beta=p["beta"], eps=p["eps"],
+            clip_norm=p["clip_norm"], fade_k=p["fade_k"])
+        for k, w in weights.items():
+            if base_update is not None:
+                w += np.where(self.masks[k], base_update[k], 0.0)
+            if coef:
+                w -= coef * masked[k]
+            w[~self.masks[k]] = 0.0
+
+        rate = self.schedule.rate(self.t)
+        n_regrown = n_new = 0
+        if self.t % p["update_interval"] == 0:
+            n_regrown, n_new = self._update_masks(rate, weights)
+        record = PruningRecord(self.t, e, self.schedule.alpha, rate, self.pruned_fraction,
+                               self.threshold, self.n_pruned, n_regrown, n_new,
+                               coef * math.sqrt(norm_sq))
+        self.history.append(record)
+        self.t += 1
+        return record
+
+    def _update_masks(self, rate: float, weights: Mapping[str, np.ndarray]) -> tuple[int, int]:
+        keys = list(self.shapes)
+        flat_scores = np.concatenate([self.scores[k].ravel() for k in keys])
+        was_pruned = np.concatenate([~self.masks[k].ravel() for k in keys])
+        k_prune = _kept_count(rate, self.n_total)
+        if not self.params["regrowth"]:
+            k_prune = max(k_prune, int(was_pruned.sum()))  # nothing comes back
+        new_pruned, self.threshold = bottom_k(flat_scores, was_pruned, k_prune)
+        offset = 0
+        n_regrown = n_new = 0
+        for k in keys:
+            size = self.masks[k].size
+            pruned_k = new_pruned[offset:offset + size].reshape(self.shapes[k])
+            offset += size
+            w = weights[k]
+            newly = pruned_k & self.masks[k]
+            regrown = ~pruned_k & ~self.masks[k]
+            self.shadow[k][newly] = w[newly]
+            w[newly] = 0.0
+            w[regrown] = self.shadow[k][regrown]
+            self.masks[k] = ~pruned_k
+            n_regrown += int(regrown.sum())
+            n_new += int(newly.sum())
+        return n_regrown, n_new
+
+
+# --------------------------------------------------------------------------- IR node
+
+@dataclass(frozen=True)
+class TerminalAttractorPruning:
+    """Plain-data description of terminal-attractor pruning for projections of a network.
+
+    Inside a simulation the rule runs every ``update_interval_ms``: E is the state of the
+    modulator ``modulator`` (an error signal, >= 0), the gradient of a synapse is minus the
+    update its projection's own plasticity rule proposed over the interval, and one global
+    threshold covers all ``projections``. Times are in ms of simulated time; the other fields
+    are the constants of `evospike.pruning`'s table (``loss_window`` counts update intervals,
+    ``attractor_lr`` is the attractor's step per update, in the projections' weight unit per
+    unit of normalised gradient). `make_pruner` builds the NumPy core that carries it out.
+    """
+
+    name: str
+    projections: tuple[str, ...]
+    modulator: str
+    r_target: float = 0.3
+    t_warmup_ms: float = 1000.0
+    tau_ms: float = 2000.0
+    update_interval_ms: float = 10.0
+    lambda_stability: float = 1.0
+    loss_window: int = 20
+    saliency_momentum: float = 0.9
+    regrowth: bool = True
+    gamma: float = 1.0
+    beta: float = 0.5
+    eps: float = 1e-8
+    attractor_lr: float = 1e-2
+    clip_norm: float = 1.0
+    fade_k: float = 10.0
+
+    KIND = "TerminalAttractorPruning"
+
+    def __post_init__(self) -> None:
+        kind = self.KIND
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ValidationError(kind, str(self.name), "name",
+                                  "must be a non-empty string without '/'", self.name)
+        projections = self.projections
+        if isinstance(projections, str) or not isinstance(projections, Iterable):
+            raise ValidationError(kind, self.name, "projections",
+                                  "must be a sequence of projection names", projections)
+        projections = tuple(projections)
+        if not projections:
+            raise ValidationError(kind, self.name, "projections",
+                                  "must name at least one projection", projections)
+        for proj in projections:
+            if not isinstance(proj, str) or not proj:
+                raise ValidationError(kind, self.name, "projections",
+                                      "entries must be non-empty strings", proj)
+        if len(set(projections)) != len(projections):
+            dup = next(p for p in projections if projections.count(p) > 1)
+            raise ValidationError(kind, self.name, "projections", "names a projection twice",
+                                  dup)
+        object.__setattr__(self, "projections", projections)
+        if not isinstance(self.modulator, str) or not self.modulator:
+            raise ValidationError(kind, self.name, "modulator",
+                                  "must name the modulator that carries the error E",
+                                  self.modulator)
+        values = {k: getattr(self, k) for k in (
+            "r_target", "t_warmup_ms", "tau_ms", "update_interval_ms", "lambda_stability",
+            "loss_window", "saliency_momentum", "regrowth", "gamma", "beta", "eps",
+            "attractor_lr", "clip_norm", "fade_k")}
+        for key, value in validate_parameters(kind, self.name, **values).items():
+            object.__setattr__(self, key, value)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain types only (str, float, int, bool, list of str), for a serializer."""
+        out = asdict(self)
+        out["projections"] = list(self.projections)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> TerminalAttractorPruning:
+        return cls(**dict(data))
+
+    def make_pruner(self, shapes: Mapping[str, tuple[int, ...]]) -> TerminalAttractorPruner:
+        """The NumPy core for this rule, to be stepped once per ``update_interval_ms``:
+        warm-up and tau are converted from ms to update intervals. ``shapes`` maps each of
+        ``projections`` to the shape of its weight array (for CSR: ``(n_synapses,)``)."""
+        if set(shapes) != set(self.projections):
+            raise ValidationError(self.KIND, self.name, "shapes",
+                                  f"must have exactly the projections {list(self.projections)}",
+                                  sorted(shapes))
+        dt = self.update_interval_ms
+        return TerminalAttractorPruner(
+            {k: shapes[k] for k in self.projections}, name=self.name,
+            r_target=self.r_target, warmup_steps=self.t_warmup_ms / dt,
+            tau_steps=self.tau_ms / dt, lambda_stability=self.lambda_stability,
+            loss_window=self.loss_window, saliency_momentum=self.saliency_momentum,
+            update_interval=1, regrowth=self.regrowth, gamma=self.gamma, beta=self.beta,
+            eps=self.eps, attractor_lr=self.attractor_lr, clip_norm=self.clip_norm,
+            fade_k=self.fade_k)
