@@ -58,6 +58,9 @@ class TPopulation:
     currents: list[CurrentInput] = field(default_factory=list)  # time-varying injected currents
     has_refractory: bool = False
     threshold_offset: torch.Tensor | None = None  # (trials, n): homeostatic threshold, if any
+    # process name -> bool (trials, n), True where the neuron may integrate / may fire
+    integrate_masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    fire_masks: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,6 +138,11 @@ class CompiledNetwork:
     state_monitors: dict[str, StateMonitor]
     weight_monitors: dict[str, WeightMonitor]
     processes: dict[str, object] = field(default_factory=dict)  # name -> TModulator, ...
+
+    @property
+    def process_order(self) -> list:
+        """The processes in the order they update at the end of a step (by phase, stable)."""
+        return sorted(self.processes.values(), key=lambda proc: proc.phase)
 
     @property
     def plastic(self) -> list[TProjection]:

@@ -15,7 +15,20 @@ from evospike.dynamics import LinearStep
 from evospike.ir.nodes import CHANNELS
 
 from .compiler import CompiledNetwork, TPopulation, TProjection
-from .processes import THomeostasis, TMetaplasticity, TModulator
+
+
+def _all(masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    out = None
+    for mask in masks.values():
+        out = mask if out is None else out & mask
+    return out
+
+
+def _masks(pop: TPopulation) -> torch.Tensor | None:
+    """Where the population's neurons may fire this step (None: everywhere)."""
+    if not pop.integrate_masks and not pop.fire_masks:
+        return None
+    return _all({**pop.integrate_masks, **{f"fire:{k}": v for k, v in pop.fire_masks.items()}})
 
 
 def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
@@ -42,6 +55,10 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
                 elif coef != 0.0:
                     acc = acc + coef * arrivals[slot]
         new[i] = torch.broadcast_to(acc, x.shape[1:])
+    allowed = _masks(pop)
+    if pop.integrate_masks:  # a masked neuron neither integrates nor fires; its input is lost
+        active = _all(pop.integrate_masks)
+        new = [torch.where(active, value, x[i]) for i, value in enumerate(new)]
     vi = step.v_index
     v = new[vi]
     if pop.has_refractory:
@@ -55,6 +72,8 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
     spiked = v > thresh
     if pop.has_refractory:
         spiked &= ~held
+    if allowed is not None:
+        spiked &= allowed
     if step.reset_subtract:
         v = v - spiked * (c["v_thresh"] - c["v_reset"])
     else:
@@ -92,7 +111,14 @@ def advance_izhikevich(pop: TPopulation, arrivals: torch.Tensor | None,
                 ii_new = ii_new + arrivals[slot]
             else:
                 v_new = v_new + arrivals[slot]
+    if pop.integrate_masks:
+        active = _all(pop.integrate_masks)
+        v_new, u_new, ie_new, ii_new = (torch.where(active, new, old) for new, old in
+                                        ((v_new, v), (u_new, u), (ie_new, ie), (ii_new, ii)))
     spiked = v_new > c["v_peak"]
+    allowed = _masks(pop)
+    if allowed is not None:
+        spiked &= allowed
     v_new = torch.where(spiked, c["c"], v_new)
     u_new = u_new + spiked * c["d"]
     pop.x[0].copy_(v_new)
@@ -257,19 +283,7 @@ def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | 
 
 def update_processes(cn: CompiledNetwork, step: int, fired: dict[str, torch.Tensor],
                      rewards: dict[str, float]) -> None:
-    """Homeostasis, then modulators, then metaplasticity (the IR's order)."""
-    dt = cn.network.dt_ms
-    trials = len(cn.config.seeds)
-    for proc in cn.processes.values():
-        if isinstance(proc, THomeostasis):
-            pop = cn.populations[proc.node.population]
-            proc.update(pop.spiked, step, dt, cn.projections)
-    sizes = {name: cn.network.size_of(name) for name in fired}
-    for name, proc in cn.processes.items():
-        if isinstance(proc, TModulator):
-            proc.update(fired, sizes, trials, rewards.get(name, 0.0), dt)
-    for proc in cn.processes.values():
-        if isinstance(proc, TMetaplasticity):
-            rule = cn.network.plasticity[proc.node.rule]
-            proc.update(cn.processes[proc.node.modulator].level, dt,
-                        cn.projections[rule.projection].plastic)
+    """Every process at the end of the step, in the order of its phase (homeostasis, then the
+    modulators, then metaplasticity, then later kinds)."""
+    for proc in cn.process_order:
+        proc.update(cn, step, fired, rewards)

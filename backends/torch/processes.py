@@ -4,13 +4,27 @@ metaplasticity, and the modulation of plasticity rules. Every state carries the 
 first: each trial of a batch learns and adapts on its own.
 
 The order within a step is the IR's (see `evospike.ir.plasticity`): plasticity rules read the
-modulator levels of the previous step; then homeostasis, then the modulators, then
-metaplasticity.
+modulator levels of the previous step; at the end of the step the processes update in the order
+of their ``phase``: homeostasis (10), the modulators (20), metaplasticity (30); later process
+kinds take phases of their own (40 and up).
+
+A new process kind needs: its IR node (a dataclass with ``name``, ``kind``, ``state_names``,
+``state_size(net)`` and ``check(net)``, added to ``evospike.ir.network.PROCESS_TYPES`` and to the
+serializer's ``RECORD_TYPES``), a `TorchProcess` subclass and its compile function registered in
+``PROCESS_COMPILERS``. A process acts on the simulation through:
+
+- ``update(cn, step, fired, rewards)`` at the end of every step (``fired``: flat indices of
+  the spikes of this step per node; ``rewards``: this step's reward drive per modulator);
+- the population masks `set_masks` installs: ``integrate`` (a masked neuron neither integrates
+  nor fires; its inputs are dropped) and ``fire`` (it integrates but cannot fire), read in the
+  next step;
+- `remove_synapses` (backends/torch/structure.py) for changes to the connectivity.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -25,8 +39,33 @@ from evospike.ir.modulators import (
 from evospike.ir.plasticity import Homeostasis, Metaplasticity
 
 
+class TorchProcess:
+    """The torch state of one process node (see the module docstring)."""
+
+    phase: ClassVar[int] = 50
+
+    def state(self, variable: str) -> torch.Tensor:
+        """State ``variable`` as a (trials, size) tensor (for StateMonitor)."""
+        raise NotImplementedError(f"{type(self).__name__} records no state '{variable}'")
+
+    def update(self, cn, step: int, fired: dict[str, torch.Tensor],
+               rewards: dict[str, float]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no update")
+
+
+def set_masks(pop, name: str, integrate: torch.Tensor | None = None,
+              fire: torch.Tensor | None = None) -> None:
+    """Install (or replace) process ``name``'s masks on torch population ``pop``: bool
+    (trials, n) tensors, True where the neuron may integrate / fire. None removes a mask."""
+    for masks, value in ((pop.integrate_masks, integrate), (pop.fire_masks, fire)):
+        if value is None:
+            masks.pop(name, None)
+        else:
+            masks[name] = value
+
+
 @dataclass
-class TModulator:
+class TModulator(TorchProcess):
     node: Modulator
     decay: float
     level: torch.Tensor  # (trials,)
@@ -51,9 +90,14 @@ class TModulator:
                 total += drive.per_step(dt_ms, start, n)
         return total
 
-    def update(self, fired: dict[str, torch.Tensor], sizes: dict[str, int], trials: int,
-               reward: float, dt_ms: float) -> None:
+    phase: ClassVar[int] = 20
+
+    def update(self, cn, step: int, fired: dict[str, torch.Tensor],
+               rewards: dict[str, float]) -> None:
         """m[n] = m[n-1] decay + drives of step n (`evospike.ir.modulators`)."""
+        trials, dt_ms = len(cn.config.seeds), cn.network.dt_ms
+        sizes = {name: cn.network.size_of(name) for name in fired}
+        reward = rewards.get(self.node.name, 0.0)
         self.level.mul_(self.decay)
         if reward != 0.0:
             self.level.add_(reward)
@@ -75,7 +119,7 @@ def _counts_per_trial(flat: torch.Tensor, size: int, trials: int, dtype) -> torc
 
 
 @dataclass
-class THomeostasis:
+class THomeostasis(TorchProcess):
     node: Homeostasis
     rate_hz: torch.Tensor  # (trials, n)
     theta: torch.Tensor  # (trials, n), added to the threshold of the population
@@ -85,8 +129,13 @@ class THomeostasis:
     def state(self, variable: str) -> torch.Tensor:
         return {"rate_hz": self.rate_hz, "theta": self.theta}[variable]
 
-    def update(self, spiked: torch.Tensor, step: int, dt_ms: float, projections: dict) -> None:
+    phase: ClassVar[int] = 10
+
+    def update(self, cn, step: int, fired: dict[str, torch.Tensor],
+               rewards: dict[str, float]) -> None:
         h = self.node
+        spiked = cn.populations[h.population].spiked
+        dt_ms, projections = cn.network.dt_ms, cn.projections
         self.rate_hz.add_(spiked.to(self.rate_hz.dtype) * self.spike_increment)
         if h.mechanism == "threshold":
             self.theta.add_(h.threshold_rate * (self.rate_hz - h.target_rate_hz) * dt_ms * 1e-3)
@@ -106,7 +155,7 @@ class THomeostasis:
 
 
 @dataclass
-class TMetaplasticity:
+class TMetaplasticity(TorchProcess):
     node: Metaplasticity
     value: torch.Tensor  # (trials,): the adapted parameter
     baseline: torch.Tensor  # (trials,)
@@ -115,8 +164,14 @@ class TMetaplasticity:
     def state(self, variable: str) -> torch.Tensor:
         return {"value": self.value, "baseline": self.baseline}[variable].unsqueeze(1)
 
-    def update(self, level: torch.Tensor, dt_ms: float, plastic) -> None:
+    phase: ClassVar[int] = 30
+
+    def update(self, cn, step: int, fired: dict[str, torch.Tensor],
+               rewards: dict[str, float]) -> None:
         m = self.node
+        level = cn.processes[m.modulator].level
+        dt_ms = cn.network.dt_ms
+        plastic = cn.projections[cn.network.plasticity[m.rule].projection].plastic
         self.baseline.mul_(self.baseline_decay).add_((1.0 - self.baseline_decay) * level)
         self.value.add_(m.eta * (level - self.baseline) * dt_ms * 1e-3).clamp_(m.p_min, m.p_max)
         plastic.set_parameter(m.parameter, self.value, dt_ms)
