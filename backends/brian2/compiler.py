@@ -30,7 +30,6 @@ from .processes import (
     build_metaplasticity,
     build_modulator,
     homeostasis_code,
-    homeostasis_of,
     plastic_synapse_code,
     scaling_code,
 )
@@ -79,9 +78,11 @@ def _unit(b2, name: str):
 
 def build_population(b2, pop: Population, net: Network, built: Built) -> None:
     em = emit(pop.model)
-    homeostasis = homeostasis_of(net, pop.name)
-    if homeostasis is not None:
-        add_homeostasis(em, homeostasis)
+    # processes that live in this population's own equations edit its model first
+    hooked = [node for node in net.processes.values()
+              if getattr(node, "population", None) == pop.name and type(node) in POPULATION_HOOKS]
+    for node in hooked:
+        POPULATION_HOOKS[type(node)][0](em, node, net)
     dt = net.dt_ms * b2.ms
     kwargs = {"method": em.method} if em.method else {}
     if em.refractory:
@@ -119,10 +120,8 @@ def build_population(b2, pop: Population, net: Network, built: Built) -> None:
         objects.append(group.run_regularly(f"i_ext = i_const + {table}(t, i)", when="start"))
     if em.step_code:
         objects.append(group.run_regularly(em.step_code, when="groups", order=1))
-    if homeostasis is not None:
-        objects.append(group.run_regularly(
-            homeostasis_code(homeostasis, net.dt_ms, em.state_units.get("v") == "mV"),
-            when="end", order=ORDER_HOMEOSTASIS))
+    for node in hooked:
+        objects += POPULATION_HOOKS[type(node)][1](b2, group, em, node, net)
     built.groups[pop.name] = group
     built.emitted[pop.name] = em
     built.network.add(*objects)
@@ -199,6 +198,24 @@ NODE_BUILDERS: dict[type, Callable] = {
 }
 
 
+def _homeostasis_objects(b2, group, em, node: Homeostasis, net: Network) -> list:
+    code = homeostasis_code(node, net.dt_ms, em.state_units.get("v") == "mV")
+    return [group.run_regularly(code, when="end", order=ORDER_HOMEOSTASIS)]
+
+
+#: process kind -> (edit(em, node, net), objects(b2, group, em, node, net) -> [Brian2 objects])
+#: for processes whose state lives in a population's own equations (their node's
+#: ``population``): ``edit`` changes the emitted model before the NeuronGroup exists (extra
+#: variables, threshold, reset), ``objects`` adds what runs on the group (run_regularly, ...)
+POPULATION_HOOKS: dict[type, tuple[Callable, Callable]] = {
+    Homeostasis: (lambda em, node, net: add_homeostasis(em, node), _homeostasis_objects),
+}
+
+#: process kind -> the order it is built in, after populations and sources and before the
+#: projections (a process reading another's state is built after it); default 50
+BUILD_PHASE: dict[type, int] = {Modulator: 10, Metaplasticity: 20}
+
+
 def refusals(net: Network) -> list[str]:
     """Every node the Brian2 backend cannot carry, with the reason (empty: it runs)."""
     out = []
@@ -235,10 +252,9 @@ def build_trial(b2, net: Network, seed: int) -> Built:
         NODE_BUILDERS[type(src)](b2, src, net, built)
     # modulators read populations and sources; metaplasticity reads modulators; plastic
     # synapses read both
-    for kind in (Modulator, Metaplasticity):
-        for proc in net.processes.values():
-            if isinstance(proc, kind):
-                NODE_BUILDERS[kind](b2, proc, net, built)
+    for proc in sorted(net.processes.values(), key=lambda p: BUILD_PHASE.get(type(p), 50)):
+        if NODE_BUILDERS[type(proc)] is not None:
+            NODE_BUILDERS[type(proc)](b2, proc, net, built)
     for proj in net.projections.values():
         NODE_BUILDERS[type(proj)](b2, proj, net, built)
     dt = net.dt_ms * b2.ms

@@ -28,13 +28,6 @@ ORDER_METAPLASTICITY = 7
 ORDER_MONITORS = 10
 
 
-def homeostasis_of(net, population: str) -> Homeostasis | None:
-    for proc in net.processes.values():
-        if isinstance(proc, Homeostasis) and proc.population == population:
-            return proc
-    return None
-
-
 def add_homeostasis(em, h: Homeostasis) -> None:
     """Rate estimate ``rate_h`` (Hz) and threshold offset ``theta_h`` in the population's own
     equations: raised in the reset of a spiking neuron, updated at the end of the step."""
