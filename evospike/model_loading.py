@@ -71,9 +71,18 @@ def describe_network(net: Network) -> str:
     for c in net.currents.values():
         lines.append(f"  current    {c.name} -> {c.target}")
     for rule in net.plasticity.values():
+        modulated = ""
+        if getattr(rule, "modulator", None):
+            modulated = (f", third factor '{rule.modulator}'" if type(rule).__name__ ==
+                         "RewardModulatedSTDP" else f", {rule.modulation}d by '{rule.modulator}'")
         lines.append(f"  plasticity {rule.name}: {type(rule).__name__} on {rule.projection} "
                      f"({rule.pairing} pairing, {rule.weight_dependence}, "
-                     f"w in [{rule.w_min:g}, {rule.w_max:g}])")
+                     f"w in [{rule.w_min:g}, {rule.w_max:g}]{modulated})")
+    for proc in net.processes.values():
+        target = getattr(proc, "population", None) or getattr(proc, "rule", None) or \
+            ", ".join(getattr(d, "population", d.kind) for d in getattr(proc, "drives", []))
+        lines.append(f"  process {proc.name}: {proc.kind}" + (f" ({target})" if target else "")
+                     + f", states {', '.join(proc.state_names)}")
     mons = [m.target for m in net.spike_monitors]
     lines.append(f"  monitors: spikes of {mons or 'nothing'}; "
                  f"{len(net.state_monitors)} state, {len(net.weight_monitors)} weight")

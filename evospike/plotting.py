@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from evospike.results import Results
 
 
+MAX_TRACE_PANELS = 6
+MAX_LINES_PER_TRACE = 5
+
+
 def raster_and_rate(res: Results, path: Path, trial: int, max_neurons: int,
                     bin_ms: float) -> Path:
     import matplotlib
@@ -21,8 +25,12 @@ def raster_and_rate(res: Results, path: Path, trial: int, max_neurons: int,
     import matplotlib.pyplot as plt
 
     nodes = list(res.spikes_by_node)
-    fig, (ax_r, ax_p) = plt.subplots(2, 1, figsize=(10, 7), sharex=True,
-                                     gridspec_kw={"height_ratios": [3, 1]})
+    # recorded states (neuron variables, modulator levels, homeostatic thresholds, ...) below
+    traces = list(res.traces.items())[:MAX_TRACE_PANELS]
+    fig, axes = plt.subplots(2 + len(traces), 1, figsize=(10, 7 + 1.6 * len(traces)),
+                             sharex=True, gridspec_kw={"height_ratios": [3, 1] +
+                                                       [1] * len(traces)})
+    ax_r, ax_p = axes[0], axes[1]
     offset = 0
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     n_bins = max(1, int(np.ceil(res.duration_ms / bin_ms)))
@@ -45,9 +53,23 @@ def raster_and_rate(res: Results, path: Path, trial: int, max_neurons: int,
     if nodes:
         ax_r.legend(loc="upper right", markerscale=8, fontsize="small")
         ax_p.legend(loc="upper right", fontsize="small")
-    ax_p.set_xlabel("time (ms)")
     ax_p.set_ylabel(f"rate (Hz, {bin_ms:g} ms bins)")
     ax_p.set_xlim(0, max(res.duration_ms, bin_ms))
+    for ax, (_name, trace) in zip(axes[2:], traces, strict=True):
+        times = trace.steps * res.dt_ms
+        values = trace.values[trial]  # (samples, recorded)
+        if values.shape[1] <= MAX_LINES_PER_TRACE:
+            for k in range(values.shape[1]):
+                ax.plot(times, values[:, k], lw=0.8, label=f"{int(trace.neurons[k])}")
+        else:
+            ax.plot(times, values.mean(axis=1), lw=1.0, color="k",
+                    label=f"mean of {values.shape[1]}")
+        ax.set_ylabel(f"{trace.target}\n{trace.variable}", fontsize="small")
+        ax.legend(loc="upper right", fontsize="x-small")
+    if len(res.traces) > len(traces):
+        axes[-1].set_title(f"({len(res.traces) - len(traces)} more recorded states not shown)",
+                           fontsize="small")
+    axes[-1].set_xlabel("time (ms)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
