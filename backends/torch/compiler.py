@@ -61,6 +61,7 @@ class TPopulation:
     # process name -> bool (trials, n), True where the neuron may integrate / may fire
     integrate_masks: dict[str, torch.Tensor] = field(default_factory=dict)
     fire_masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    plan: list | None = None  # eager engine: the propagator's sparsity (eager._linear_plan)
 
 
 @dataclass

@@ -31,30 +31,41 @@ def _masks(pop: TPopulation) -> torch.Tensor | None:
     return _all({**pop.integrate_masks, **{f"fire:{k}": v for k, v in pop.fire_masks.items()}})
 
 
+def _linear_plan(pop: TPopulation) -> list:
+    """Per state i: (q_i, [(P_ij, j) for the nonzero P_ij], G_i or None, [(buffer slot,
+    coefficient) of the channels that feed state i]) -- the sparsity of the propagator, found
+    once so a step does no numpy work."""
+    step: LinearStep = pop.step  # type: ignore[assignment]
+    c = pop.consts
+    plan = []
+    for i in range(pop.x.shape[0]):
+        p_terms = [(c["P"][i, j], j) for j in range(pop.x.shape[0]) if step.P[i, j].any()]
+        g_i = c["G"][i] if step.G[i].any() else None
+        b_terms = [(slot, float(step.B[i, ch])) for slot, ch in enumerate(pop.channels)
+                   if float(step.B[i, ch]) != 0.0]
+        plan.append((c["q"][i], p_terms, g_i, b_terms))
+    pop.plan = plan
+    return plan
+
+
 def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
                    current: torch.Tensor | None) -> None:
     """Advance a linear-model population by one step in place; sets ``pop.spiked``."""
     step: LinearStep = pop.step  # type: ignore[assignment]
     c = pop.consts
     x = pop.x
-    k = x.shape[0]
-    P, q = c["P"], c["q"]
-    new = [None] * k
-    for i in range(k):
-        acc = q[i]
-        for j in range(k):
-            if step.P[i, j].any():
-                acc = P[i, j] * x[j] + acc
-        if current is not None and step.G[i].any():
-            acc = acc + c["G"][i] * current
+    plan = pop.plan if pop.plan is not None else _linear_plan(pop)
+    new = []
+    for q_i, p_terms, g_i, b_terms in plan:
+        acc = q_i
+        for p_ij, j in p_terms:
+            acc = p_ij * x[j] + acc
+        if current is not None and g_i is not None:
+            acc = acc + g_i * current
         if arrivals is not None:
-            for slot, ch in enumerate(pop.channels):
-                coef = float(step.B[i, ch])
-                if coef == 1.0:
-                    acc = acc + arrivals[slot]
-                elif coef != 0.0:
-                    acc = acc + coef * arrivals[slot]
-        new[i] = torch.broadcast_to(acc, x.shape[1:])
+            for slot, coef in b_terms:
+                acc = acc + arrivals[slot] if coef == 1.0 else acc + coef * arrivals[slot]
+        new.append(torch.broadcast_to(acc, x.shape[1:]))
     allowed = _masks(pop)
     if pop.integrate_masks:  # a masked neuron neither integrates nor fires; its input is lost
         active = _all(pop.integrate_masks)
@@ -81,8 +92,8 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
     new[vi] = v
     if step.theta_index is not None:
         new[step.theta_index] = new[step.theta_index] + spiked * c["theta_jump"]
-    for i in range(k):
-        x[i].copy_(new[i])
+    for i, value in enumerate(new):
+        x[i].copy_(value)
     if pop.has_refractory:
         pop.refrac.copy_(torch.where(spiked, c["hold_steps"], (pop.refrac - 1).clamp_(min=0)))
     pop.spiked = spiked
