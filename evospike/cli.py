@@ -16,7 +16,10 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 BRIAN2_TARGETS = ["auto", "cython", "numpy", "cpp_standalone"]
 #: modules contributing further subcommands (see ``_parser``)
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "evospike.training.cli",
+    "evospike.energy_command",
+]
 
 
 def _parser() -> argparse.ArgumentParser:

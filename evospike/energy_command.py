@@ -1,0 +1,236 @@
+"""``evospike energy MODEL``: SynOps, activation sparsity and energy per inference of a network,
+beside ANN baselines (ResNet-18 on an ECG beat, BERT-base on an SST-2 sentence).
+
+MODEL is a network (a ``.py`` defining ``build()``, or a saved network ``.h5``, e.g. a trained
+model exported as an IR network), run on the torch backend for ``--duration`` with every
+population and spike source recorded; or, with ``--results``, the counts come from a run
+already made of that network. MODEL may also be a training checkpoint (``checkpoint.pt`` of
+``evospike train``): the trained model is rebuilt, exported as an IR network with one replica
+per test sample (``--test-samples``) and run for its own steps x dt, so the figures are
+averages over those test inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from evospike.errors import EvoSpikeError
+
+
+def register(subparsers) -> None:
+    from evospike.hardware.energy_costs import PROFILES
+
+    p = subparsers.add_parser("energy", help="synaptic operations, activation sparsity and "
+                                             "energy per inference, beside ANN baselines")
+    p.add_argument("model", help=".py file defining build() -> Network, a saved network .h5, "
+                                 "or a checkpoint.pt of `evospike train`")
+    p.add_argument("--results", default=None,
+                   help="results .h5 of a run of MODEL (default: run it now on torch)")
+    p.add_argument("--duration", default=None,
+                   help="simulated time of the run (one inference), e.g. 100ms (default "
+                        "100ms; a checkpoint runs its own steps x dt); for a model.h5 exported "
+                        "by `evospike train`, give its steps x dt")
+    p.add_argument("--test-samples", type=int, default=16,
+                   help="checkpoint MODEL: test samples to average over (default 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trials", type=int, default=1,
+                   help="independent trials (inferences), averaged")
+    p.add_argument("--inferences-per-trial", type=int, default=1,
+                   help="samples classified per trial (a network of K replicas: K)")
+    p.add_argument("--hardware", default="loihi2", choices=sorted(PROFILES),
+                   help="energy profile of the SNN (default loihi2)")
+    p.add_argument("--baseline", default="auto",
+                   choices=["auto", "all", "resnet18-ecg", "bert-base-sst2", "none"],
+                   help="ANN baseline(s) to print beside it (default auto: a checkpoint "
+                        "trained on ECG / sentences gets ResNet-18 / BERT-base on its own "
+                        "test inputs, anything else both)")
+    p.add_argument("--baseline-hardware", default="horowitz45-fp32", choices=sorted(PROFILES),
+                   help="energy profile of the ANN baseline (default horowitz45-fp32)")
+    p.add_argument("--ecg-length", type=int, default=None,
+                   help="samples of the ECG beat for the ResNet-18 baseline (default: the "
+                        "checkpoint's beat length, else 256)")
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="tokens of the SST-2 sentence for the BERT-base baseline, [CLS] and "
+                        "[SEP] included (default: the mean length of the checkpoint's test "
+                        "sentences + 2, else 32)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run_energy)
+
+
+def _load_results(path: str):
+    from evospike.results import Results
+
+    return Results.load(path)
+
+
+def _network_from_checkpoint(path: Path, n_samples: int):
+    """(IR network with one replica per test sample, run duration in ms, description) of the
+    model trained into checkpoint ``path`` (its best state, as `evospike train` exports)."""
+    import torch
+
+    from evospike.training.config import TrainConfig
+    from evospike.training.data import load_splits
+    from evospike.training.trainer import build_model
+
+    if n_samples < 1:
+        raise EvoSpikeError(f"--test-samples must be at least 1 (got {n_samples})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        cfg = TrainConfig.from_dict(state["config"])
+    except EvoSpikeError:
+        raise
+    except Exception as exc:  # not a checkpoint of ours, or an incompatible one
+        raise EvoSpikeError(f"'{path}' is not an `evospike train` checkpoint: "
+                            f"{type(exc).__name__}: {exc}") from None
+    splits = load_splits(cfg.dataset, cfg.dataset_options, cfg.validation_fraction, cfg.seed)
+    model = build_model(cfg, splits)
+    model.load_state_dict(state.get("best_state") or state["model"])
+    if not hasattr(model, "to_network"):
+        raise EvoSpikeError(f"the model of '{path}' has no IR export (to_network)")
+    n = min(n_samples, len(splits.test))
+    x = splits.test.x[:n]
+    net = model.to_network(x, name=cfg.name)
+    what = (f"trained model of '{path}' on {n} test sample(s) of {splits.description}"
+            + (" [SYNTHETIC DATA]" if splits.synthetic else ""))
+    # the ANN baseline that sees the same input: the beat length, or the sentence length in
+    # tokens (word tokens; BERT's WordPiece splits rare words further) plus [CLS] and [SEP]
+    hints: dict = {}
+    if cfg.dataset in ("mitbih", "synthetic_ecg"):
+        hints = {"baseline": "resnet18-ecg", "ecg_length": int(splits.sample_shape[-1])}
+    elif cfg.dataset in ("sst2", "synthetic_sentiment"):
+        mean_tokens = float((x != 0).sum(-1).double().mean())
+        hints = {"baseline": "bert-base-sst2", "seq_len": max(1, round(mean_tokens)) + 2}
+    return net, model.steps * model.dt_ms, n, what, hints
+
+
+def _run_network(net, args, duration_ms: float | None = None):
+    from evospike.backends import get_backend
+    from evospike.units import parse_duration_ms
+
+    if duration_ms is not None:
+        duration = duration_ms
+    else:
+        duration = parse_duration_ms(args.duration or "100ms", "--duration")
+    if args.trials < 1:
+        raise EvoSpikeError(f"--trials must be at least 1 (got {args.trials})")
+    recorded = {m.target for m in net.spike_monitors}
+    todo = [n for n in list(net.populations) + list(net.sources) if n not in recorded]
+    if todo:
+        net.record_spikes(*todo)
+    seeds = tuple(range(args.seed, args.seed + args.trials))
+    runner = get_backend("torch").compile(net, seeds=seeds, progress=not args.no_progress)
+    return runner.run(duration)
+
+
+def format_energy(pj: float) -> str:
+    for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
+        if pj >= scale:
+            return f"{pj / scale:.3g} {unit}"
+    return f"{pj:.3g} pJ"
+
+
+def run_energy(args) -> int:
+    from evospike.energy import ann_baseline, count_network_ops
+    from evospike.hardware.energy_costs import get_profile
+    from evospike.model_loading import load_model
+
+    model = Path(args.model)
+    if model.suffix in (".h5", ".hdf5") and model.exists():
+        import h5py
+
+        try:
+            with h5py.File(model, "r") as f:
+                fmt = f.attrs.get("format", "")
+        except OSError as exc:
+            raise EvoSpikeError(f"'{model}' is not an HDF5 file: {exc}") from None
+        if (fmt.decode() if isinstance(fmt, bytes) else str(fmt)) == "evospike-results":
+            raise EvoSpikeError(f"'{model}' is a results file, which holds spikes but not the "
+                                f"synapses they drive: give the network as MODEL and the "
+                                f"results with --results {model}")
+    profile = get_profile(args.hardware)
+    base_profile = get_profile(args.baseline_hardware)
+    inferences = args.inferences_per_trial
+    hints: dict = {}
+    if model.suffix == ".pt":
+        if args.results:
+            raise EvoSpikeError("--results goes with a network MODEL, not a checkpoint")
+        if not model.exists():
+            raise EvoSpikeError(f"checkpoint '{model}' does not exist")
+        net, model_ms, inferences, what, hints = _network_from_checkpoint(model,
+                                                                          args.test_samples)
+        if args.duration is not None:
+            raise EvoSpikeError(f"--duration does not apply to a checkpoint: its model runs "
+                                f"{model_ms:g} ms per inference")
+        results = _run_network(net, args, model_ms)
+        source = f"{what}; run now on torch: {results.duration_ms:g} ms"
+    elif args.results:
+        net = load_model(model)
+        results = _load_results(args.results)
+        if results.meta.get("network", net.name) != net.name:
+            raise EvoSpikeError(f"--results '{args.results}' are a run of network "
+                                f"'{results.meta.get('network')}', not of '{net.name}'")
+        source = f"results '{args.results}' ({results.duration_ms:g} ms x {results.n_trials} " \
+                 f"trial(s), backend {results.meta.get('backend', '?')})"
+    else:
+        net = load_model(model)
+        results = _run_network(net, args)
+        source = f"run now on torch: {results.duration_ms:g} ms x {results.n_trials} trial(s)"
+    counts = count_network_ops(net, results, inferences_per_trial=inferences)
+    snn_energy = counts.energy(profile)
+    lines = [
+        f"network '{net.name}': {net.n_neurons} neurons, {net.n_synapses} synapses; {source}",
+        f"per inference (averaged over {counts.n_inferences}):",
+        f"  SynOps (effective accumulates)  {counts.acs:.4g}",
+        f"  dense synaptic operations       {counts.dense_ops:.4g}",
+        "  activation sparsity             "
+        + ("n/a (no population)" if counts.activation_sparsity is None
+           else f"{counts.activation_sparsity:.4f}"),
+        f"  neuron updates                  {counts.neuron_updates_active:.4g} spiking, "
+        f"{counts.neuron_updates_inactive:.4g} silent",
+        f"  energy on {profile.name}: {format_energy(snn_energy.total_pJ)} "
+        f"(synaptic {format_energy(snn_energy.synaptic_pJ)}, neuron updates "
+        f"{format_energy(snn_energy.total_pJ - snn_energy.synaptic_pJ)})",
+    ]
+    lines += [f"      {s}" for s in profile.sources()]
+    lines.append(f"      source: {profile.reference}")
+    if profile.note:
+        lines.append(f"      note: {profile.note}")
+    snn_on_base = counts.energy(base_profile)
+    lines.append(f"  synaptic energy on {base_profile.name}: "
+                 f"{format_energy(snn_on_base.synaptic_pJ)} (SynOps x "
+                 f"{base_profile.cost_pJ('ac'):g} pJ per accumulate)")
+    for note in counts.notes:
+        lines.append(f"  note: {note}")
+    report = {"model": str(model), "source": source, "counts": counts.to_dict(),
+              "energy": snn_energy.to_dict(), "snn_on_baseline_hardware": snn_on_base.to_dict(),
+              "baselines": []}
+    choice = args.baseline
+    if choice == "auto":
+        choice = hints.get("baseline", "all")
+    names = ["resnet18-ecg", "bert-base-sst2"] if choice == "all" else \
+        [] if choice == "none" else [choice]
+    ecg_length = args.ecg_length or hints.get("ecg_length", 256)
+    seq_len = args.seq_len or hints.get("seq_len", 32)
+    if names:
+        lines.append(f"ANN baselines, dense MACs on {base_profile.name} "
+                     f"({base_profile.cost_pJ('mac'):g} pJ per MAC; {base_profile.reference}):")
+    for name in names:
+        base = ann_baseline(name, ecg_length=ecg_length, seq_len=seq_len)
+        e = base.energy(base_profile)
+        ratio = e.total_pJ / snn_energy.total_pJ if snn_energy.total_pJ > 0 else float("inf")
+        lines.append(f"  {base.model}: {base.macs:.4g} MACs, {format_energy(e.total_pJ)} "
+                     f"= {ratio:.3g} x the SNN's energy on {profile.name}")
+        report["baselines"].append({"name": name, "label": base.model, "macs": base.macs,
+                                    "energy": e.to_dict(), "ratio_to_snn": ratio})
+    print("\n".join(lines))
+    if args.json:
+        from evospike.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    sys.stdout.flush()
+    return 0

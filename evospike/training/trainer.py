@@ -1,0 +1,345 @@
+"""The training loop: surrogate-gradient BPTT with Adam, one epoch at a time.
+
+    from evospike.training import TrainConfig, Trainer
+    trainer = Trainer(TrainConfig.load("examples/digits.yaml"))
+    summary = trainer.fit()            # or fit(resume=True) after an interruption
+
+What a run leaves in ``output.dir``:
+
+- ``metrics.json``: one record per epoch (losses, accuracies, learning rate, wall time),
+  rewritten atomically after every epoch;
+- ``checkpoint.pt``: model, optimiser, epoch, metrics, best weights, early-stopping and
+  neuromodulation state, written atomically after every epoch; ``fit(resume=True)`` continues
+  from it and gives the same result as an uninterrupted run (the batch order of epoch ``e`` is
+  drawn from ``(seed, e)`` alone);
+- ``learning_curve.png``; ``summary.json`` (test accuracy of the best-validation weights,
+  wall time, data set); ``model.h5``: the trained network as an IR network (`Network.save`)
+  with the first test sample attached as its input, runnable by ``evospike run``.
+
+Neuromodulated learning rate (``train.neuromodulation``, off by default): the batch loss is
+compared with its running mean and spread (exponential averages over ``tau_batches`` batches);
+its novelty ``z = max(0, (loss - mean) / spread)`` scales the step size,
+``lr_batch = lr_epoch * min(max_factor, 1 + gain * z)``. Unexpectedly hard batches (novel
+input) are learned faster; familiar ones at the base rate (after Mei, Muller & Ramaswamy 2022,
+the novelty-driven learning rate of `shared/background/neuromodulation-article.txt`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evospike.atomic import atomic_path
+from evospike.errors import EvoSpikeError
+
+from .config import TrainConfig
+from .data import Splits, TensorData, load_splits
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def build_model(cfg: TrainConfig, splits: Splits) -> torch.nn.Module:
+    """A `SpikingNetwork` from the model spec, or a reference model of `evospike.models`."""
+    spec = dict(cfg.model)
+    if "reference" in spec:
+        from evospike.models import build_reference
+
+        name = spec.pop("reference")
+        return build_reference(name, n_classes=splits.n_classes,
+                               sample_shape=splits.sample_shape, extra=splits.extra, **spec)
+    from .model import SpikingNetwork
+
+    model = SpikingNetwork(spec)
+    if model.n_classes != splits.n_classes:
+        raise EvoSpikeError(f"model: the readout has {model.n_classes} neurons but the data set "
+                            f"has {splits.n_classes} classes")
+    return model
+
+
+class NoveltyModulator:
+    """Novelty-driven learning-rate factor (see the module docstring)."""
+
+    def __init__(self, gain: float, tau_batches: float, max_factor: float):
+        self.gain, self.max_factor = gain, max_factor
+        self.rate = 1.0 / tau_batches
+        self.mean: float | None = None
+        self.var = 0.0
+
+    def factor(self, loss: float) -> float:
+        if self.mean is None:
+            self.mean = loss
+            return 1.0
+        spread = math.sqrt(self.var) + 1e-8
+        z = max(0.0, (loss - self.mean) / spread) if self.var > 0 else 0.0
+        delta = loss - self.mean
+        self.mean += self.rate * delta
+        self.var = (1 - self.rate) * (self.var + self.rate * delta * delta)
+        return min(self.max_factor, 1.0 + self.gain * z)
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "var": self.var}
+
+    def load(self, state: dict) -> None:
+        self.mean, self.var = state["mean"], state["var"]
+
+
+class Trainer:
+    """Trains the model a `TrainConfig` describes; see the module docstring."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True, splits: Splits | None = None):
+        self.cfg = cfg
+        self.progress = progress
+        self.out = Path(cfg.out_dir)
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise EvoSpikeError(f"device {cfg.device!r} requested but CUDA is not available")
+        self.device = torch.device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self._seed_everything(cfg.seed)
+        self.splits = splits or load_splits(cfg.dataset, cfg.dataset_options,
+                                            cfg.validation_fraction, cfg.seed, cfg.splits)
+        self.model = build_model(cfg, self.splits).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay)
+        self.loss_weight = (self.splits.class_weights.to(self.device) if cfg.class_weights
+                            else None)
+        nm = cfg.neuromodulation
+        self.modulator = NoveltyModulator(**nm) if nm else None
+        self.epoch = 0  # epochs completed
+        self.history: list[dict[str, Any]] = []
+        self.best_acc = -1.0
+        self.best_score = -math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = 0
+        self.stale = 0
+        self.wall_s = 0.0
+
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, data: TensorData, batch_size: int = 256) -> tuple[float, float]:
+        """(mean loss, accuracy) of the current model on ``data``."""
+        self.model.eval()
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(data), batch_size):
+            x = data.x[start:start + batch_size].to(self.device)
+            y = data.y[start:start + batch_size].to(self.device)
+            logits = self.model(x)
+            total_loss += float(F.cross_entropy(logits * self.cfg.logit_scale, y,
+                                                weight=self.loss_weight, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+        return total_loss / len(data), correct / len(data)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        self.model.eval()
+        out = [self.model(x[s:s + batch_size].to(self.device)).argmax(1).cpu()
+               for s in range(0, x.shape[0], batch_size)]
+        return torch.cat(out).numpy()
+
+    # ------------------------------------------------------------------ one epoch
+    def _lr_for_epoch(self, epoch: int) -> float:
+        if self.cfg.schedule == "none":
+            return self.cfg.lr
+        return self.cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.cfg.epochs))
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg, data = self.cfg, self.splits.train
+        self.model.train()
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(data), generator=gen)
+        base_lr = self._lr_for_epoch(epoch)
+        batches = range(0, len(data), cfg.batch_size)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                       leave=False)
+            batches = bar
+        total_loss, correct, factors = 0.0, 0, []
+        for start in batches:
+            idx = order[start:start + cfg.batch_size]
+            x, y = data.x[idx].to(self.device), data.y[idx].to(self.device)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits * cfg.logit_scale, y, weight=self.loss_weight)
+            factor = self.modulator.factor(float(loss.detach())) if self.modulator else 1.0
+            factors.append(factor)
+            for group in self.optimizer.param_groups:
+                group["lr"] = base_lr * factor
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            if bar is not None:
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        return {"train_loss": total_loss / len(data), "train_accuracy": correct / len(data),
+                "lr": base_lr, "lr_factor_mean": float(np.mean(factors))}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_state(self) -> dict:
+        return {
+            "config": self.cfg.raw, "epoch": self.epoch, "history": self.history,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "best_acc": self.best_acc, "best_score": self.best_score, "best_state": self.best_state,
+            "best_epoch": self.best_epoch, "stale": self.stale, "wall_s": self.wall_s,
+            "modulator": self.modulator.state() if self.modulator else None,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_checkpoint(self) -> Path:
+        path = self.out / CHECKPOINT
+        with atomic_path(path) as tmp:
+            torch.save(self._checkpoint_state(), tmp)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:  # a truncated or foreign file
+            raise EvoSpikeError(f"cannot read checkpoint '{path}': {exc}") from None
+        old, new = dict(state["config"]), dict(self.cfg.raw)
+        for cfg in (old, new):  # more epochs may be asked of a resumed run
+            cfg["train"] = {k: v for k, v in cfg.get("train", {}).items() if k != "epochs"}
+        if old != new:
+            keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise EvoSpikeError(f"checkpoint '{path}' was written by a different configuration "
+                                f"(differs in: {', '.join(keys)}); resume with the same config "
+                                "or start a new output.dir")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.history = state["epoch"], state["history"]
+        self.best_acc, self.best_state = state["best_acc"], state["best_state"]
+        self.best_score = state["best_score"]
+        self.best_epoch, self.stale = state["best_epoch"], state["stale"]
+        self.wall_s = state["wall_s"]
+        if self.modulator and state["modulator"]:
+            self.modulator.load(state["modulator"])
+        torch.set_rng_state(state["torch_rng"])
+
+    # ------------------------------------------------------------------ the run
+    def fit(self, resume: bool = False, max_epochs: int | None = None,
+            export: bool = True) -> dict[str, Any]:
+        """Train (continuing from the checkpoint when ``resume``); stop after ``max_epochs``
+        more epochs if given (as an interruption would). Returns the summary."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        ckpt = self.out / CHECKPOINT
+        if resume:
+            if not ckpt.exists():
+                raise EvoSpikeError(f"--resume: no checkpoint at '{ckpt}'")
+            self.load_checkpoint(ckpt)
+        elif ckpt.exists():
+            raise EvoSpikeError(f"'{ckpt}' exists: pass --resume to continue that run, or "
+                                "choose another output.dir")
+        done_this_call = 0
+        stopped_early = False
+        while self.epoch < cfg.epochs:
+            if cfg.patience is not None and self.stale >= cfg.patience:
+                stopped_early = True
+                break
+            if max_epochs is not None and done_this_call >= max_epochs:
+                break
+            t0 = time.perf_counter()
+            record = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch)}
+            eval_set = self.splits.val if self.splits.val is not None else self.splits.train
+            record["val_loss"], record["val_accuracy"] = self.evaluate(eval_set)
+            record["test_loss"], record["test_accuracy"] = self.evaluate(self.splits.test)
+            epoch_s = time.perf_counter() - t0
+            self.wall_s += epoch_s
+            record["epoch_wall_s"] = epoch_s
+            self.history.append(record)
+            # the score to maximise: validation accuracy, or minus the validation loss
+            score = (record["val_accuracy"] if cfg.select_metric == "val_accuracy"
+                     else -record["val_loss"])
+            if self.best_state is None or score > self.best_score + cfg.min_delta:
+                self.best_score = score
+                self.best_acc = record["val_accuracy"]
+                self.best_epoch = self.epoch + 1
+                self.best_state = {k: v.detach().clone() for k, v in
+                                   self.model.state_dict().items()}
+                self.stale = 0
+            else:
+                self.stale += 1
+            self.epoch += 1
+            done_this_call += 1
+            self.save_checkpoint()
+            self._write_json("metrics.json", self.history)
+            if self.progress:
+                print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  "
+                      f"train {record['train_accuracy']:.4f}  val {record['val_accuracy']:.4f}"
+                      f"  test {record['test_accuracy']:.4f}  ({epoch_s:.1f} s)")
+        finished = self.epoch >= cfg.epochs or stopped_early or (
+            cfg.patience is not None and self.stale >= cfg.patience)
+        return self._finish(finished, export)
+
+    def _finish(self, finished: bool, export: bool) -> dict[str, Any]:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        test_loss, test_acc = self.evaluate(self.splits.test)
+        summary = {
+            "name": self.cfg.name, "dataset": self.splits.description,
+            "synthetic_data": self.splits.synthetic, "epochs_run": self.epoch,
+            "finished": finished, "best_epoch": self.best_epoch,
+            "best_val_accuracy": self.best_acc, "test_accuracy": test_acc,
+            "test_loss": test_loss, "train_wall_s": self.wall_s,
+            "device": str(self.device), "threads": torch.get_num_threads(),
+        }
+        if self.history:
+            self.plot(self.out / "learning_curve.png")
+        if not hasattr(self.model, "to_network"):
+            summary["ir_export"] = (f"none: {type(self.model).__name__} is not an IR network "
+                                    "(it trains and runs on torch only)")
+        elif export and finished:
+            net = self.model.to_network(self.splits.test.x[:1], name=self.cfg.name)
+            net.save(self.out / "model.h5")
+            summary["model_h5"] = str(self.out / "model.h5")
+            summary["model_h5_input"] = "test sample 0 (label " \
+                f"{int(self.splits.test.y[0])})"
+        self._write_json("summary.json", summary)
+        return summary
+
+    def _write_json(self, name: str, obj) -> None:
+        with atomic_path(self.out / name) as tmp:
+            Path(tmp).write_text(json.dumps(obj, indent=2))
+
+    def plot(self, path: Path) -> None:
+        """Learning curve: loss and accuracies per epoch (PNG)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        h = self.history
+        ep = [r["epoch"] for r in h]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        ax1.plot(ep, [r["train_loss"] for r in h], label="train")
+        ax1.plot(ep, [r["val_loss"] for r in h], label="validation")
+        ax1.set_xlabel("epoch")
+        ax1.set_ylabel("cross-entropy")
+        ax1.legend()
+        for key, label in (("train_accuracy", "train"), ("val_accuracy", "validation"),
+                           ("test_accuracy", "test")):
+            ax2.plot(ep, [100 * r[key] for r in h], label=label)
+        ax2.set_xlabel("epoch")
+        ax2.set_ylabel("accuracy (%)")
+        ax2.legend()
+        fig.suptitle(f"{self.cfg.name}: {self.splits.description}", fontsize=9)
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
