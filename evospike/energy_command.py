@@ -7,7 +7,12 @@ population and spike source recorded; or, with ``--results``, the counts come fr
 already made of that network. MODEL may also be a training checkpoint (``checkpoint.pt`` of
 ``evospike train``): the trained model is rebuilt, exported as an IR network with one replica
 per test sample (``--test-samples``) and run for its own steps x dt, so the figures are
-averages over those test inputs.
+averages over those test inputs. A checkpoint of the SST-2 spiking transformer
+(`evospike.models.sst2`, not an IR network: attention multiplies spike trains) is counted on
+the torch model itself (`evospike.energy.count_text_transformer_ops`: forward hooks, ACs where
+inputs are spikes, MACs where they are graded, the coincidence attention counted explicitly),
+sentence by sentence without padding; MACs, which the Loihi profiles do not price, are priced
+with ``--mac-hardware`` and the output says so.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def register(subparsers) -> None:
                    help="tokens of the SST-2 sentence for the BERT-base baseline, [CLS] and "
                         "[SEP] included (default: the mean length of the checkpoint's test "
                         "sentences + 2, else 32)")
+    p.add_argument("--mac-hardware", default=None, choices=sorted(PROFILES),
+                   help="profile that prices the SNN's MACs where --hardware has no MAC "
+                        "figure (the Loihi profiles; default: --baseline-hardware)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=run_energy)
@@ -66,9 +74,9 @@ def _load_results(path: str):
     return Results.load(path)
 
 
-def _network_from_checkpoint(path: Path, n_samples: int):
-    """(IR network with one replica per test sample, run duration in ms, description) of the
-    model trained into checkpoint ``path`` (its best state, as `evospike train` exports)."""
+def _load_checkpoint(path: Path, n_samples: int):
+    """(config, splits, model with its best state, test samples used) of checkpoint
+    ``path``."""
     import torch
 
     from evospike.training.config import TrainConfig
@@ -88,22 +96,45 @@ def _network_from_checkpoint(path: Path, n_samples: int):
     splits = load_splits(cfg.dataset, cfg.dataset_options, cfg.validation_fraction, cfg.seed)
     model = build_model(cfg, splits)
     model.load_state_dict(state.get("best_state") or state["model"])
+    return cfg, splits, model, min(n_samples, len(splits.test))
+
+
+def _hints(cfg, splits, x) -> dict:
+    # the ANN baseline that sees the same input: the beat length, or the sentence length in
+    # tokens (word tokens; BERT's WordPiece splits rare words further) plus [CLS] and [SEP]
+    if cfg.dataset in ("mitbih", "synthetic_ecg"):
+        return {"baseline": "resnet18-ecg", "ecg_length": int(splits.sample_shape[-1])}
+    if cfg.dataset in ("sst2", "synthetic_sentiment"):
+        mean_tokens = float((x != 0).sum(-1).double().mean())
+        return {"baseline": "bert-base-sst2", "seq_len": max(1, round(mean_tokens)) + 2}
+    return {}
+
+
+def _transformer_counts_from_checkpoint(path: Path, cfg, splits, model, n: int, seed: int,
+                                        progress: bool = False):
+    """(OpCounts, description, hints) of the SST-2 spiking transformer of checkpoint ``path``,
+    counted on the torch model over ``n`` test sentences."""
+    from evospike.energy import count_text_transformer_ops
+
+    x = splits.test.x[:n]
+    counts = count_text_transformer_ops(model, x, seed=seed, progress=progress)
+    counts.model = cfg.name
+    what = (f"trained model of '{path}' on {n} test sentence(s) of {splits.description}"
+            + (" [SYNTHETIC DATA]" if splits.synthetic else ""))
+    return counts, what, _hints(cfg, splits, x)
+
+
+def _network_from_checkpoint(path: Path, n_samples: int, loaded=None):
+    """(IR network with one replica per test sample, run duration in ms, description) of the
+    model trained into checkpoint ``path`` (its best state, as `evospike train` exports)."""
+    cfg, splits, model, n = loaded or _load_checkpoint(path, n_samples)
     if not hasattr(model, "to_network"):
         raise EvoSpikeError(f"the model of '{path}' has no IR export (to_network)")
-    n = min(n_samples, len(splits.test))
     x = splits.test.x[:n]
     net = model.to_network(x, name=cfg.name)
     what = (f"trained model of '{path}' on {n} test sample(s) of {splits.description}"
             + (" [SYNTHETIC DATA]" if splits.synthetic else ""))
-    # the ANN baseline that sees the same input: the beat length, or the sentence length in
-    # tokens (word tokens; BERT's WordPiece splits rare words further) plus [CLS] and [SEP]
-    hints: dict = {}
-    if cfg.dataset in ("mitbih", "synthetic_ecg"):
-        hints = {"baseline": "resnet18-ecg", "ecg_length": int(splits.sample_shape[-1])}
-    elif cfg.dataset in ("sst2", "synthetic_sentiment"):
-        mean_tokens = float((x != 0).sum(-1).double().mean())
-        hints = {"baseline": "bert-base-sst2", "seq_len": max(1, round(mean_tokens)) + 2}
-    return net, model.steps * model.dt_ms, n, what, hints
+    return net, model.steps * model.dt_ms, n, what, _hints(cfg, splits, x)
 
 
 def _run_network(net, args, duration_ms: float | None = None):
@@ -152,20 +183,36 @@ def run_energy(args) -> int:
                                 f"results with --results {model}")
     profile = get_profile(args.hardware)
     base_profile = get_profile(args.baseline_hardware)
+    mac_profile = get_profile(args.mac_hardware or args.baseline_hardware)
     inferences = args.inferences_per_trial
     hints: dict = {}
+    counts = None
     if model.suffix == ".pt":
         if args.results:
             raise EvoSpikeError("--results goes with a network MODEL, not a checkpoint")
         if not model.exists():
             raise EvoSpikeError(f"checkpoint '{model}' does not exist")
-        net, model_ms, inferences, what, hints = _network_from_checkpoint(model,
-                                                                          args.test_samples)
-        if args.duration is not None:
-            raise EvoSpikeError(f"--duration does not apply to a checkpoint: its model runs "
-                                f"{model_ms:g} ms per inference")
-        results = _run_network(net, args, model_ms)
-        source = f"{what}; run now on torch: {results.duration_ms:g} ms"
+        loaded = _load_checkpoint(model, args.test_samples)
+        from evospike.models.sst2 import SpikingTextClassifier
+
+        if isinstance(loaded[2], SpikingTextClassifier):
+            if args.duration is not None or args.trials != 1:
+                raise EvoSpikeError("--duration and --trials do not apply to a transformer "
+                                    "checkpoint: it is counted on the torch model, sentence "
+                                    "by sentence")
+            counts, what, hints = _transformer_counts_from_checkpoint(
+                model, *loaded, seed=args.seed, progress=not args.no_progress)
+            source = f"{what}; counted on the torch model (forward hooks; not an IR network)"
+            header = (f"model '{counts.model}' ({type(loaded[2]).__name__}, "
+                      f"{sum(p.numel() for p in loaded[2].parameters())} parameters)")
+        else:
+            net, model_ms, inferences, what, hints = _network_from_checkpoint(
+                model, args.test_samples, loaded)
+            if args.duration is not None:
+                raise EvoSpikeError(f"--duration does not apply to a checkpoint: its model "
+                                    f"runs {model_ms:g} ms per inference")
+            results = _run_network(net, args, model_ms)
+            source = f"{what}; run now on torch: {results.duration_ms:g} ms"
     elif args.results:
         net = load_model(model)
         results = _load_results(args.results)
@@ -178,30 +225,48 @@ def run_energy(args) -> int:
         net = load_model(model)
         results = _run_network(net, args)
         source = f"run now on torch: {results.duration_ms:g} ms x {results.n_trials} trial(s)"
-    counts = count_network_ops(net, results, inferences_per_trial=inferences)
-    snn_energy = counts.energy(profile)
+    if counts is None:
+        counts = count_network_ops(net, results, inferences_per_trial=inferences)
+        header = f"network '{net.name}': {net.n_neurons} neurons, {net.n_synapses} synapses"
+    snn_energy = counts.energy(profile, fallback=mac_profile)
     lines = [
-        f"network '{net.name}': {net.n_neurons} neurons, {net.n_synapses} synapses; {source}",
+        f"{header}; {source}",
         f"per inference (averaged over {counts.n_inferences}):",
         f"  SynOps (effective accumulates)  {counts.acs:.4g}",
+    ]
+    if counts.macs:
+        lines.append(f"  MACs (graded inputs)            {counts.macs:.4g}")
+    lines += [
         f"  dense synaptic operations       {counts.dense_ops:.4g}",
         "  activation sparsity             "
         + ("n/a (no population)" if counts.activation_sparsity is None
            else f"{counts.activation_sparsity:.4f}"),
         f"  neuron updates                  {counts.neuron_updates_active:.4g} spiking, "
         f"{counts.neuron_updates_inactive:.4g} silent",
-        f"  energy on {profile.name}: {format_energy(snn_energy.total_pJ)} "
-        f"(synaptic {format_energy(snn_energy.synaptic_pJ)}, neuron updates "
-        f"{format_energy(snn_energy.total_pJ - snn_energy.synaptic_pJ)})",
     ]
+    if "input_token_spikes" in counts.extra:
+        e = counts.extra
+        slots = max(e["input_token_slots"], 1.0)
+        lines.append(f"  input (TAS token spikes)        {e['input_token_spikes']:.4g} "
+                     f"({e['tokens']:.3g} tokens x {slots / max(e['tokens'], 1.0):.3g} "
+                     f"steps, density {e['input_token_spikes'] / slots:.3f})")
+    lines.append(f"  energy on {profile.name}: {format_energy(snn_energy.total_pJ)} "
+                 f"(synaptic {format_energy(snn_energy.synaptic_pJ)}, neuron updates "
+                 f"{format_energy(snn_energy.total_pJ - snn_energy.synaptic_pJ)})")
     lines += [f"      {s}" for s in profile.sources()]
+    for kind, other in snn_energy.fallback_parts.items():
+        lines.append(f"      {kind}: {format_energy(snn_energy.parts_pJ[kind])} of it priced on "
+                     f"{other}, as {profile.name} has no {kind} figure "
+                     f"({snn_energy.priced_by[kind].costs[kind].source})")
     lines.append(f"      source: {profile.reference}")
     if profile.note:
         lines.append(f"      note: {profile.note}")
-    snn_on_base = counts.energy(base_profile)
+    snn_on_base = counts.energy(base_profile, fallback=mac_profile)
     lines.append(f"  synaptic energy on {base_profile.name}: "
                  f"{format_energy(snn_on_base.synaptic_pJ)} (SynOps x "
-                 f"{base_profile.cost_pJ('ac'):g} pJ per accumulate)")
+                 f"{base_profile.cost_pJ('ac'):g} pJ per accumulate"
+                 + (f", MACs x {snn_on_base.priced_by['mac'].cost_pJ('mac'):g} pJ"
+                    if counts.macs else "") + ")")
     for note in counts.notes:
         lines.append(f"  note: {note}")
     report = {"model": str(model), "source": source, "counts": counts.to_dict(),

@@ -142,3 +142,29 @@ def test_cpp_standalone_matches_runtime_and_runs_once():
         runner.run(10.0)
     # the process is back in runtime mode afterwards
     assert run_on("brian2", load_example("quickstart").build(), 10.0).n_steps == 100
+
+
+def test_spikes_of_a_segments_last_step_are_delivered_in_the_next():
+    """Brian2 clears its spike lists at the end of a run; the spikes of the last step of one
+    segment must still arrive in the next. Segments are cut right after steps in which the
+    driving population fired."""
+    def build() -> Network:
+        net = Network("chain", dt_ms=0.1)
+        a = net.population("a", 5, LIF(i_bias_mV=20.0 + np.arange(5.0)))
+        b = net.population("b", 3, LIF())
+        net.connect(a, b, FixedProbability(1.0, seed=0), weight=4.0, delay_ms=0.1)
+        net.record_spikes(a, b)
+        net.record_state(b, "v")
+        return net
+
+    one = run_on("torch-native", build(), 100.0, precision="float64")
+    a_steps = np.unique(one.spike_steps("a")[0])
+    cuts = [int(s) + 1 for s in a_steps[1:8:2]]  # a segment ends with a spike of 'a'
+    runner = get_backend("brian2").compile(build(), target="numpy", progress=False)
+    previous = 0
+    for cut in [*cuts, 1000]:
+        split = runner.run((cut - previous) * 0.1)
+        previous = cut
+    np.testing.assert_array_equal(split.spike_steps("b")[0], one.spike_steps("b")[0])
+    np.testing.assert_allclose(split.traces["b.v"].values, one.traces["b.v"].values,
+                               rtol=1e-9, atol=1e-9)

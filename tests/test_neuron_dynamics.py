@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evospike import LIF, AdaptiveLIF, CubaLIF, Izhikevich, Network
-from tests.conftest import run_on
+from tests.conftest import run_on, run_torch
 
 
 def _single(model, current=None, dt_ms=0.1, initial=None):
@@ -156,3 +156,20 @@ def test_refractory_sets_the_shortest_interval(backend):
     isi = np.diff(steps)
     assert steps[0] == 0 and isi[0] == 5
     assert isi.min() == 5
+
+
+@pytest.mark.parametrize("model", [CubaLIF(bias=0.1, v_thresh=100.0), LIF(v_thresh_mV=0.0)])
+def test_constant_current_on_shared_parameters_is_the_same_on_both_engines(model):
+    """A constant injected current makes the per-step offset per neuron while the propagator
+    stays shared; the native kernel must read both layouts right (a regression)."""
+
+    traces = []
+    for engine in ("eager", "native"):
+        net = Network("current", dt_ms=1.0)
+        net.population("p", 2, model)
+        net.inject_current("p", np.array([0.5, 0.25]))
+        net.record_state("p", "v")
+        traces.append(run_torch(net, 20.0, precision="float64", engine=engine)
+                      .traces["p.v"].values)
+    np.testing.assert_array_equal(traces[0], traces[1])
+    assert np.all(np.diff(traces[0][0, :, 0]) != 0)  # the current moves v

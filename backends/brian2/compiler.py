@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evospike.ir.memory import MemoryTiers
 from evospike.ir.modulators import Modulator
 from evospike.ir.network import Network
 from evospike.ir.nodes import (
@@ -20,7 +21,12 @@ from evospike.ir.nodes import (
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
 from evospike.realize import initial_state, spike_time_steps
 
+from . import apoptosis as _apoptosis
+from . import energy_budget as _energy
+from . import gating as _gating
 from .equations import EmittedModel, emit, unsupported_reason
+from .memory import monitored_variable as tiers_monitored_variable
+from .memory import tiers_model, tiers_objects, tiers_of
 from .processes import (
     ORDER_HOMEOSTASIS,
     ORDER_MONITORS,
@@ -33,6 +39,7 @@ from .processes import (
     plastic_synapse_code,
     scaling_code,
 )
+from .structural import StructuralPlasticity, build_structural
 
 
 @dataclass
@@ -153,6 +160,9 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
         metas = {m.parameter: m for m in net.processes.values()
                  if isinstance(m, Metaplasticity) and m.rule == rule.name}
         model, on_pre, on_post, namespace, update = plastic_synapse_code(rule, in_volts, metas)
+        tiers = tiers_of(net, proj.name)  # memory tiers: variables of these synapses
+        if tiers is not None:
+            model += tiers_model(tiers, in_volts)
         syn = b2.Synapses(pre, post, model=model, dt=net.dt_ms * b2.ms, namespace=namespace,
                           on_pre=post_model.channel_code[proj.target] + "\n" + on_pre,
                           on_post=on_post, method="exact")
@@ -172,6 +182,8 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
                     b2.linked_var(built.processes[meta.name], "value", index="mod_index"))
         if update is not None:
             built.network.add(syn.run_regularly(update, when="end", order=ORDER_THREE_FACTOR))
+        if tiers is not None:  # memory tiers (backends/brian2/memory.py)
+            built.network.add(*tiers_objects(b2, syn, tiers, rule, net, built, in_volts))
     for h in scaling:
         built.network.add(syn.run_regularly(scaling_code(h, net.dt_ms, rule),
                                             dt=h.every_steps * net.dt_ms * b2.ms, when="end",
@@ -196,6 +208,7 @@ NODE_BUILDERS: dict[type, Callable] = {
     Homeostasis: None,  # built into its population's equations (build_population)
     Metaplasticity: build_metaplasticity,
 }
+NODE_BUILDERS[MemoryTiers] = None  # built with its projection (backends/brian2/memory.py)
 
 
 def _homeostasis_objects(b2, group, em, node: Homeostasis, net: Network) -> list:
@@ -214,6 +227,29 @@ POPULATION_HOOKS: dict[type, tuple[Callable, Callable]] = {
 #: process kind -> the order it is built in, after populations and sources and before the
 #: projections (a process reading another's state is built after it); default 50
 BUILD_PHASE: dict[type, int] = {Modulator: 10, Metaplasticity: 20}
+# apoptosis (backends/brian2/apoptosis.py): variables in the population's equations, the
+# evaluation as a network operation
+NODE_BUILDERS[_apoptosis.Apoptosis] = _apoptosis.build_apoptosis
+POPULATION_HOOKS[_apoptosis.Apoptosis] = (_apoptosis.apoptosis_edit,
+                                          _apoptosis.apoptosis_objects)
+
+# structural plasticity: edited between run segments (structural.py); terminal-attractor
+# pruning has no builder, so it is refused by name
+NODE_BUILDERS[StructuralPlasticity] = build_structural
+
+# participation and energy budgets (backends/brian2/gating.py, backends/brian2/energy_budget.py):
+# masks in the population's equations, the end-of-step update as a network operation
+NODE_BUILDERS.update({_gating.EpigeneticGate: _gating.build_gate,
+                      _gating.NeuromodulatedParticipation: _gating.build_participation,
+                      _energy.EnergyBudget: _energy.build_energy,
+                      _energy.GlobalEnergyBudget: _energy.build_global_energy})
+POPULATION_HOOKS.update({
+    _gating.EpigeneticGate: (_gating.gate_edit, _gating.gate_objects),
+    _gating.NeuromodulatedParticipation: (_gating.participation_edit,
+                                          _gating.participation_objects),
+    _energy.EnergyBudget: (_energy.energy_edit, _energy.energy_objects)})
+BUILD_PHASE.update({_gating.EpigeneticGate: 30, _gating.NeuromodulatedParticipation: 30,
+                    _energy.EnergyBudget: 30, _energy.GlobalEnergyBudget: 40})
 
 
 def refusals(net: Network) -> list[str]:
@@ -241,6 +277,11 @@ def _monitored(net: Network, built: Built, mon) -> tuple[object, str, str]:
         variable = {"rate_hz": "rate_h", "theta": "theta_h"}[mon.variable]
         unit = built.emitted[proc.population].state_units.get(variable, "")
         return built.groups[proc.population], variable, unit
+    if isinstance(proc, MemoryTiers):  # variables of the projection's synapses
+        post = net.projections[proc.projection].post
+        in_volts = built.emitted[post].state_units.get("v") == "mV"
+        return (built.processes[mon.target],
+                *tiers_monitored_variable(proc, mon.variable, in_volts))
     return built.processes[mon.target], mon.variable, ""
 
 

@@ -20,6 +20,7 @@ from evospike.results import Results, SpikeData, TraceData, WeightData
 from evospike.units import steps_of
 
 from .compiler import Brian2Config, Built, build_trial
+from .structural import keep_last_spikes, run_segmented
 
 
 def _brian2():
@@ -62,6 +63,8 @@ class Brian2Runner:
             self.b2.prefs.codegen.target = self.target
             t0 = time.perf_counter()
             self.trials = [build_trial(self.b2, network, seed) for seed in cfg.seeds]
+            for built in self.trials:  # a continued run must still send the last step's spikes
+                keep_last_spikes(self.b2, built, network.dt_ms * self.b2.ms)
             self.build_time_s = time.perf_counter() - t0
 
     def _feed_inputs(self, built: Built, start: int, n_steps: int) -> dict:
@@ -100,8 +103,12 @@ class Brian2Runner:
         try:
             for k, built in enumerate(self.trials):
                 namespace = self._feed_inputs(built, start, n_steps)
-                built.network.run(n_steps * net.dt_ms * b2.ms, namespace=namespace or None,
-                                  report=self._reporter(show, f"{net.name} brian2 trial {k}"))
+                report = self._reporter(show, f"{net.name} brian2 trial {k}")
+                # structural plasticity edits the Synapses between segments (structural.py)
+                run_segmented(b2, net, built, start, n_steps,
+                              lambda steps, built=built, namespace=namespace, report=report:
+                              built.network.run(steps * net.dt_ms * b2.ms,
+                                                namespace=namespace or None, report=report))
             self.step = end
         except KeyboardInterrupt:
             self.complete = False

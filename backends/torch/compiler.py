@@ -161,12 +161,17 @@ def compile_population(pop: Population, net: Network, cfg: TorchConfig, dtype, d
     x = np.stack([np.stack([init[s] for init in inits]) for s in step.state_names])
     consts: dict[str, torch.Tensor] = {}
     if isinstance(step, LinearStep):
-        q = step.q.copy()
+        q, P, G = step.q.copy(), step.P, step.G
         for cur in net.currents.values():
             if cur.target == pop.name and current_is_constant(cur):
-                q = q + step.G * np.broadcast_to(np.asarray(cur.amplitude), (pop.size,))
-        consts.update(P=_t(step.P, dtype, device), q=_t(q, dtype, device),
-                      G=_t(step.G, dtype, device), v_thresh=_t(step.v_thresh, dtype, device),
+                q = q + G * np.broadcast_to(np.asarray(cur.amplitude), (pop.size,))
+        if q.shape[-1] != P.shape[-1]:
+            # a constant current made q per neuron: P and G follow, so that every constant
+            # has the same layout (the native kernel reads them all with one stride)
+            P = np.broadcast_to(P, P.shape[:-1] + q.shape[-1:])
+            G = np.broadcast_to(G, G.shape[:-1] + q.shape[-1:])
+        consts.update(P=_t(P, dtype, device), q=_t(q, dtype, device),
+                      G=_t(G, dtype, device), v_thresh=_t(step.v_thresh, dtype, device),
                       v_reset=_t(step.v_reset, dtype, device))
         if step.theta_jump is not None:
             consts["theta_jump"] = _t(step.theta_jump, dtype, device)

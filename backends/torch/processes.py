@@ -213,3 +213,26 @@ PROCESS_COMPILERS = {
     Homeostasis: compile_homeostasis,
     Metaplasticity: compile_metaplasticity,
 }
+
+# structural plasticity and terminal-attractor pruning (backends/torch/structural.py, which
+# imports TorchProcess from here, hence the import at the end)
+from . import structural as _structural  # noqa: E402
+
+PROCESS_COMPILERS.update({_structural.StructuralPlasticity: _structural.compile_structural,
+                          _structural.TerminalAttractorPruning: _structural.compile_pruning})
+
+# participation and energy budgets (backends/torch/gating.py, backends/torch/energy_budget.py)
+from . import energy_budget as _energy  # noqa: E402
+from . import gating as _gating  # noqa: E402
+
+PROCESS_COMPILERS.update({_gating.EpigeneticGate: _gating.compile_epigenetic_gate,
+                          _gating.NeuromodulatedParticipation: _gating.compile_participation,
+                          _energy.EnergyBudget: _energy.compile_energy_budget,
+                          _energy.GlobalEnergyBudget: _energy.compile_global_energy_budget})
+
+# memory tiers and apoptosis (backends/torch/memory.py, backends/torch/apoptosis.py)
+from . import apoptosis as _apoptosis  # noqa: E402
+from . import memory as _memory  # noqa: E402
+
+PROCESS_COMPILERS.update({_memory.MemoryTiers: _memory.compile_memory_tiers,
+                          _apoptosis.Apoptosis: _apoptosis.compile_apoptosis})

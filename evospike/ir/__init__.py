@@ -1,6 +1,10 @@
 """The network IR: plain data, validated on construction, no framework imports."""
 
+from evospike.ir.apoptosis import Apoptosis
 from evospike.ir.distributions import Normal, Uniform
+from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget
+from evospike.ir.gating import EpigeneticGate, NeuromodulatedParticipation
+from evospike.ir.memory import MemoryTiers
 from evospike.ir.modulators import (
     Modulator,
     NoveltyDrive,
@@ -21,11 +25,14 @@ from evospike.ir.nodes import (
     WeightMonitor,
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
+from evospike.ir.structural import StructuralPlasticity
 
 __all__ = [
     "Network", "Population", "Projection", "PoissonSource", "SpikeTimesSource", "CurrentInput",
     "SpikeMonitor", "StateMonitor", "WeightMonitor", "NeuronModel", "LIF", "AdaptiveLIF",
     "CubaLIF", "Izhikevich", "NEURON_MODELS", "Uniform", "Normal", "STDP",
     "RewardModulatedSTDP", "Homeostasis", "Metaplasticity", "Modulator", "RewardEvents",
-    "RewardSeries", "SpikeCountDrive", "NoveltyDrive",
+    "RewardSeries", "SpikeCountDrive", "NoveltyDrive", "StructuralPlasticity",
+    "MemoryTiers", "Apoptosis",
+    "EpigeneticGate", "NeuromodulatedParticipation", "EnergyBudget", "GlobalEnergyBudget",
 ]

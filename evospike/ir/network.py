@@ -14,7 +14,11 @@ import numpy as np
 
 from evospike.connectors import Connector, FromArrays
 from evospike.errors import ValidationError
+from evospike.ir.apoptosis import Apoptosis
 from evospike.ir.distributions import Normal, Uniform
+from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget
+from evospike.ir.gating import EpigeneticGate, NeuromodulatedParticipation
+from evospike.ir.memory import MemoryTiers
 from evospike.ir.modulators import Modulator
 from evospike.ir.neurons import NeuronModel
 from evospike.ir.nodes import (
@@ -30,10 +34,20 @@ from evospike.ir.nodes import (
     WeightMonitor,
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
+from evospike.ir.structural import StructuralPlasticity
+from evospike.pruning import TerminalAttractorPruning
 from evospike.units import steps_of
 
 #: the neuromodulatory / homeostatic process family (``Network.processes``)
 PROCESS_TYPES = (Modulator, Homeostasis, Metaplasticity)
+#: structural plasticity and terminal-attractor pruning (evospike.ir.structural)
+PROCESS_TYPES += (StructuralPlasticity, TerminalAttractorPruning)
+
+#: memory tiers and apoptosis (evospike.ir.memory, evospike.ir.apoptosis)
+PROCESS_TYPES += (MemoryTiers, Apoptosis)
+#: participation and energy (evospike.ir.gating, evospike.ir.energy_budget)
+PROCESS_TYPES += (EpigeneticGate, NeuromodulatedParticipation, EnergyBudget,
+                  GlobalEnergyBudget)
 
 Endpoint = Population | PoissonSource | SpikeTimesSource | str
 
@@ -309,6 +323,77 @@ class Network:
         mod = modulator if isinstance(modulator, str) else modulator.name
         return self.add(Metaplasticity(name or f"{rule_name}.{parameter}.meta", rule_name, mod,
                                        parameter, **params))
+
+    def structural_plasticity(self, projection: Projection | str, name: str | None = None,
+                              **params) -> StructuralPlasticity:
+        """Prune and grow the synapses of ``projection`` while the network runs (see
+        `evospike.ir.structural`)."""
+        proj = projection if isinstance(projection, str) else projection.name
+        return self.add(StructuralPlasticity(name or f"{proj}.structural", proj, **params))
+
+    def terminal_attractor_pruning(self, projections, modulator: Modulator | str,
+                                   name: str = "pruning", **params) -> TerminalAttractorPruning:
+        """Terminal-attractor pruning of the plastic ``projections`` (one global threshold),
+        E read from ``modulator`` (see `evospike.pruning` and docs/PRUNING.md)."""
+        if isinstance(projections, (str, Projection)):
+            projections = (projections,)
+        names = tuple(p if isinstance(p, str) else p.name for p in projections)
+        mod = modulator if isinstance(modulator, str) else modulator.name
+        return self.add(TerminalAttractorPruning(name, names, mod, **params))
+
+    def memory_tiers(self, projection: Projection | str, name: str | None = None,
+                     **params) -> MemoryTiers:
+        """Short / mid / long weight components with consolidation on the plastic
+        ``projection`` (see `evospike.ir.memory`)."""
+        proj = projection if isinstance(projection, str) else projection.name
+        return self.add(MemoryTiers(name or f"{proj}.tiers", proj, **params))
+
+    def key_value_memory(self, name: str, n_keys: int, n_values: int, writes, reads,
+                         **params):
+        """A spiking key-value memory block: keys, values, a plastic projection with memory
+        tiers and a write signal (see `evospike.ir.memory.add_key_value_memory`)."""
+        from evospike.ir.memory import add_key_value_memory
+
+        return add_key_value_memory(self, name, n_keys, n_values, writes, reads, **params)
+
+    def apoptosis(self, population: Population | str, name: str | None = None,
+                  **params) -> Apoptosis:
+        """Health, survival, death and optional rebirth of ``population``'s neurons (see
+        `evospike.ir.apoptosis`)."""
+        pop = self._name_of(population)
+        return self.add(Apoptosis(name or f"{pop}.apoptosis", pop, **params))
+
+    def epigenetic_gate(self, population: Population | str, source: Endpoint, w_context,
+                        name: str | None = None, **params) -> EpigeneticGate:
+        """Gate ``population``'s neurons by the recent activity of ``source`` (and a modulator's
+        history), see `evospike.ir.gating`."""
+        pop, src = self._name_of(population), self._name_of(source)
+        return self.add(EpigeneticGate(name or f"{pop}.gate", pop, src, w_context, **params))
+
+    def participation(self, population: Population | str, modulator: Modulator | str,
+                      name: str | None = None, **params) -> NeuromodulatedParticipation:
+        """Let ``modulator`` set the fraction of ``population`` that takes part in each step
+        (see `evospike.ir.gating`)."""
+        pop = self._name_of(population)
+        mod = modulator if isinstance(modulator, str) else modulator.name
+        return self.add(NeuromodulatedParticipation(name or f"{pop}.participation", pop, mod,
+                                                    **params))
+
+    def energy_budget(self, population: Population | str, capacity_pj: float,
+                      recharge_pj_per_ms: float, name: str | None = None,
+                      **params) -> EnergyBudget:
+        """Give ``population``'s neurons energy stores (pJ) that spikes drain at a hardware
+        profile's rates (see `evospike.ir.energy_budget`)."""
+        pop = self._name_of(population)
+        return self.add(EnergyBudget(name or f"{pop}.energy", pop, capacity_pj,
+                                     recharge_pj_per_ms, **params))
+
+    def global_energy_budget(self, budgets, capacity_pj: float, recharge_pj_per_ms: float,
+                             name: str = "global.energy", **params) -> GlobalEnergyBudget:
+        """One energy store shared by the populations of ``budgets`` (EnergyBudget nodes)."""
+        names = tuple(b if isinstance(b, str) else b.name for b in budgets)
+        return self.add(GlobalEnergyBudget(name, names, capacity_pj, recharge_pj_per_ms,
+                                           **params))
 
     def record_spikes(self, *targets: Endpoint) -> None:
         """Record every spike of these populations or sources."""

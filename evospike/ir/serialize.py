@@ -29,7 +29,11 @@ import numpy as np
 
 from evospike.atomic import atomic_h5, open_h5
 from evospike.errors import EvoSpikeError
+from evospike.ir.apoptosis import Apoptosis
 from evospike.ir.distributions import DISTRIBUTIONS, Normal, Uniform
+from evospike.ir.energy_budget import ENERGY_PROCESSES
+from evospike.ir.gating import GATING_PROCESSES
+from evospike.ir.memory import MemoryTiers
 from evospike.ir.modulators import DRIVES, Modulator
 from evospike.ir.network import Network
 from evospike.ir.neurons import NEURON_MODELS
@@ -44,9 +48,16 @@ from evospike.ir.nodes import (
     WeightMonitor,
 )
 from evospike.ir.plasticity import PLASTICITY_RULES, Homeostasis, Metaplasticity
+from evospike.ir.structural import StructuralPlasticity
+from evospike.pruning import TerminalAttractorPruning
 
 RECORD_TYPES = {"Modulator": Modulator, "Homeostasis": Homeostasis,
                 "Metaplasticity": Metaplasticity, **DRIVES}
+RECORD_TYPES.update(StructuralPlasticity=StructuralPlasticity,
+                    TerminalAttractorPruning=TerminalAttractorPruning)
+RECORD_TYPES.update({**GATING_PROCESSES, **ENERGY_PROCESSES})
+
+RECORD_TYPES.update(MemoryTiers=MemoryTiers, Apoptosis=Apoptosis)
 
 FORMAT = "evospike-network"
 VERSION = 1

@@ -21,6 +21,8 @@
       early_stopping: {patience: 10, metric: val_accuracy}  # or val_loss: epochs without
                            # improvement before stopping; the best epoch's weights are kept
       neuromodulation: {kind: novelty, gain: 1.0, tau_batches: 20, max_factor: 3.0}
+      pruning: {r_target: 0.3, warmup_steps: 200, tau_steps: 150, lambda_stability: 0.0,
+                attractor: true}   # terminal-attractor pruning (evospike.training.pruning)
     output: {dir: runs/digits}
 """
 
@@ -36,7 +38,7 @@ from evospike.errors import EvoSpikeError, ValidationError
 _TOP = {"name", "seed", "device", "threads", "data", "model", "train", "output"}
 _DATA = {"dataset", "options", "validation_fraction", "splits"}
 _TRAIN = {"epochs", "batch_size", "lr", "weight_decay", "schedule", "class_weights",
-          "early_stopping", "neuromodulation", "logit_scale"}
+          "early_stopping", "neuromodulation", "logit_scale", "pruning"}
 _EARLY = {"patience", "min_delta", "metric"}
 METRICS = ("val_accuracy", "val_loss")
 _NEUROMOD = {"kind", "gain", "tau_batches", "max_factor"}
@@ -89,6 +91,7 @@ class TrainConfig:
     min_delta: float = 0.0
     select_metric: str = "val_accuracy"
     neuromodulation: dict[str, Any] | None = None
+    pruning: dict[str, Any] | None = None
     out_dir: str = "runs/run"
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -171,6 +174,9 @@ class TrainConfig:
                 "tau_batches": float(_number(mod, "tau_batches", w, 20.0, low=1.0)),
                 "max_factor": float(_number(mod, "max_factor", w, 3.0, low=1.0)),
             }
+        from .pruning import parse_pruning
+
+        cfg.pruning = parse_pruning(train.get("pruning"))
         out = raw.get("output", {}) or {}
         if not isinstance(out, dict):
             raise _bad("output", "must be a mapping such as {dir: runs/x}", out)

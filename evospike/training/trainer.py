@@ -22,6 +22,14 @@ its novelty ``z = max(0, (loss - mean) / spread)`` scales the step size,
 ``lr_batch = lr_epoch * min(max_factor, 1 + gain * z)``. Unexpectedly hard batches (novel
 input) are learned faster; familiar ones at the base rate (after Mei, Muller & Ramaswamy 2022,
 the novelty-driven learning rate of `shared/background/neuromodulation-article.txt`).
+
+Terminal-attractor pruning (``train.pruning``, off by default; `evospike.training.pruning`):
+the Adam optimiser is wrapped in `TerminalAttractorOptimizer` (E = the batch loss); pruned
+weights stay exactly 0 through training, checkpoints and ``--resume`` (the wrapper's masks,
+shadow weights, scores and loss window are in ``checkpoint.pt``); every epoch's record in
+``metrics.json`` carries R(t), the pruned fraction and the global threshold, the learning curve
+gets a third panel with them, and the best epoch is chosen among epochs after the schedule has
+settled, so the exported ``model.h5`` is the pruned network (pruned synapses absent).
 """
 
 from __future__ import annotations
@@ -109,6 +117,12 @@ class Trainer:
         self.model = build_model(cfg, self.splits).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)
+        self.pruner = None
+        if cfg.pruning is not None:
+            from .pruning import wrap_optimizer
+
+            self.pruner = wrap_optimizer(self.optimizer, self.model, cfg.pruning)
+            self.optimizer = self.pruner
         self.loss_weight = (self.splits.class_weights.to(self.device) if cfg.class_weights
                             else None)
         nm = cfg.neuromodulation
@@ -119,6 +133,7 @@ class Trainer:
         self.best_score = -math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = 0
+        self.best_pruning: dict[str, Any] | None = None
         self.stale = 0
         self.wall_s = 0.0
 
@@ -171,6 +186,7 @@ class Trainer:
                        leave=False)
             batches = bar
         total_loss, correct, factors = 0.0, 0, []
+        first_step = self.pruner.t if self.pruner is not None else 0
         for start in batches:
             idx = order[start:start + cfg.batch_size]
             x, y = data.x[idx].to(self.device), data.y[idx].to(self.device)
@@ -182,13 +198,21 @@ class Trainer:
                 group["lr"] = base_lr * factor
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
+            if self.pruner is not None:
+                self.pruner.step(loss)  # E = this batch's loss; pruned weights back to 0
+            else:
+                self.optimizer.step()
             total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             if bar is not None:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        return {"train_loss": total_loss / len(data), "train_accuracy": correct / len(data),
-                "lr": base_lr, "lr_factor_mean": float(np.mean(factors))}
+        record = {"train_loss": total_loss / len(data), "train_accuracy": correct / len(data),
+                  "lr": base_lr, "lr_factor_mean": float(np.mean(factors))}
+        if self.pruner is not None:
+            from .pruning import epoch_record
+
+            record.update(epoch_record(self.pruner, first_step))
+        return record
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_state(self) -> dict:
@@ -197,6 +221,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "best_acc": self.best_acc, "best_score": self.best_score, "best_state": self.best_state,
             "best_epoch": self.best_epoch, "stale": self.stale, "wall_s": self.wall_s,
+            "best_pruning": self.best_pruning,
             "modulator": self.modulator.state() if self.modulator else None,
             "torch_rng": torch.get_rng_state(),
         }
@@ -226,6 +251,7 @@ class Trainer:
         self.best_acc, self.best_state = state["best_acc"], state["best_state"]
         self.best_score = state["best_score"]
         self.best_epoch, self.stale = state["best_epoch"], state["stale"]
+        self.best_pruning = state.get("best_pruning")
         self.wall_s = state["wall_s"]
         if self.modulator and state["modulator"]:
             self.modulator.load(state["modulator"])
@@ -266,12 +292,21 @@ class Trainer:
             # the score to maximise: validation accuracy, or minus the validation loss
             score = (record["val_accuracy"] if cfg.select_metric == "val_accuracy"
                      else -record["val_loss"])
-            if self.best_state is None or score > self.best_score + cfg.min_delta:
+            # with pruning, only epochs after the schedule has settled may be kept (a less
+            # pruned network must not win the selection); patience counts from there
+            eligible = self.pruner is None or self.pruner.t >= cfg.pruning["settle_step"]
+            if not eligible:
+                pass
+            elif self.best_state is None or score > self.best_score + cfg.min_delta:
                 self.best_score = score
                 self.best_acc = record["val_accuracy"]
                 self.best_epoch = self.epoch + 1
                 self.best_state = {k: v.detach().clone() for k, v in
                                    self.model.state_dict().items()}
+                if self.pruner is not None:
+                    from .pruning import mask_summary
+
+                    self.best_pruning = mask_summary(self.pruner)
                 self.stale = 0
             else:
                 self.stale += 1
@@ -282,7 +317,9 @@ class Trainer:
             if self.progress:
                 print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  "
                       f"train {record['train_accuracy']:.4f}  val {record['val_accuracy']:.4f}"
-                      f"  test {record['test_accuracy']:.4f}  ({epoch_s:.1f} s)")
+                      f"  test {record['test_accuracy']:.4f}  ({epoch_s:.1f} s)"
+                      + (f"  pruned {100 * record['pruned_fraction']:.1f} % (R(t) "
+                         f"{100 * record['prune_rate']:.1f} %)" if self.pruner else ""))
         finished = self.epoch >= cfg.epochs or stopped_early or (
             cfg.patience is not None and self.stale >= cfg.patience)
         return self._finish(finished, export)
@@ -299,6 +336,8 @@ class Trainer:
             "test_loss": test_loss, "train_wall_s": self.wall_s,
             "device": str(self.device), "threads": torch.get_num_threads(),
         }
+        if self.pruner is not None:
+            summary["pruning"] = self._pruning_summary()
         if self.history:
             self.plot(self.out / "learning_curve.png")
         if not hasattr(self.model, "to_network"):
@@ -308,10 +347,32 @@ class Trainer:
             net = self.model.to_network(self.splits.test.x[:1], name=self.cfg.name)
             net.save(self.out / "model.h5")
             summary["model_h5"] = str(self.out / "model.h5")
+            summary["model_h5_synapses"] = net.n_synapses
             summary["model_h5_input"] = "test sample 0 (label " \
                 f"{int(self.splits.test.y[0])})"
         self._write_json("summary.json", summary)
         return summary
+
+    def _pruning_summary(self) -> dict[str, Any]:
+        """What was kept: the pruned fraction of the weights now in the model (the best
+        epoch's, or the last epoch's when no epoch after the schedule settled was run)."""
+        weights = self.pruner.pruned_parameters
+        zeros = sum(int((p == 0).sum()) for p in weights.values())
+        total = sum(p.numel() for p in weights.values())
+        out = {"r_target": self.pruner.params["r_target"],
+               "settle_step": self.cfg.pruning["settle_step"], "steps_run": self.pruner.t,
+               "kept_weights_zero_fraction": zeros / total, "n_weights": total,
+               "best_epoch_masks": self.best_pruning,
+               "final_pruned_fraction": self.pruner.pruned_fraction,
+               "final_rate": self.pruner.rate}
+        if self.best_state is None:
+            out["note"] = (f"no epoch ended after the schedule settled (step "
+                           f"{self.cfg.pruning['settle_step']:g}); the last epoch's weights "
+                           "are kept")
+        if hasattr(self.model, "layers"):
+            out["synapses_without_pruning"] = int(sum(
+                pre.size for layer in self.model.layers for _, pre, _, _ in layer.synapses()))
+        return out
 
     def _write_json(self, name: str, obj) -> None:
         with atomic_path(self.out / name) as tmp:
@@ -326,7 +387,9 @@ class Trainer:
 
         h = self.history
         ep = [r["epoch"] for r in h]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        pruning = self.pruner is not None and all("prune_rate" in r for r in h)
+        fig, axes = plt.subplots(1, 3 if pruning else 2, figsize=(15 if pruning else 10, 4))
+        ax1, ax2 = axes[0], axes[1]
         ax1.plot(ep, [r["train_loss"] for r in h], label="train")
         ax1.plot(ep, [r["val_loss"] for r in h], label="validation")
         ax1.set_xlabel("epoch")
@@ -338,6 +401,10 @@ class Trainer:
         ax2.set_xlabel("epoch")
         ax2.set_ylabel("accuracy (%)")
         ax2.legend()
+        if pruning:
+            from .pruning import plot_panel
+
+            plot_panel(axes[2], h, self.pruner.params["r_target"])
         fig.suptitle(f"{self.cfg.name}: {self.splits.description}", fontsize=9)
         fig.tight_layout()
         with atomic_path(path) as tmp:

@@ -1,0 +1,96 @@
+"""Brian2 objects for the AEG energy budgets (`evospike.ir.energy_budget`): the stores live in
+the population's equations (``energy_pj``, ``population_energy_pj``, ``spent_pj``), the fire
+masks join its threshold (``energy_ok``, and ``global_energy_ok`` for a population under a
+`GlobalEnergyBudget`), and the charging runs at the end of the step as a network operation
+(order 9, after the gates and participation at 8), as in `backends/brian2/gating.py`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget, spike_costs_pj
+
+from .gating import add_fire_mask, require_runtime, spike_counter, take_counts
+
+ORDER_ENERGY = 9
+
+
+def _in_global(node: EnergyBudget, net) -> bool:
+    return any(isinstance(p, GlobalEnergyBudget) and node.name in p.budgets
+               for p in net.processes.values())
+
+
+def energy_edit(em, node: EnergyBudget, net) -> None:
+    em.equations += "\nenergy_pj : 1\npopulation_energy_pj : 1\nspent_pj : 1\nenergy_ok : 1"
+    add_fire_mask(em, "energy_ok")
+    if _in_global(node, net):
+        em.equations += "\nglobal_energy_ok : 1"
+        add_fire_mask(em, "global_energy_ok")
+
+
+def energy_objects(b2, group, em, node: EnergyBudget, net) -> list:
+    return []
+
+
+def build_energy(b2, node: EnergyBudget, net, built) -> object:
+    require_runtime(b2, node)
+    group = built.groups[node.population]
+    cost = spike_costs_pj(net, node.population, node.profile)
+    pool_cap = np.inf if node.population_capacity_pj is None else node.population_capacity_pj
+    pool_recharge = 0.0 if node.population_recharge_pj_per_ms is None else \
+        node.population_recharge_pj_per_ms * net.dt_ms
+    recharge = node.recharge_pj_per_ms * net.dt_ms
+    group.energy_pj = node.capacity_pj * node.initial_fraction
+    state = {"pool": pool_cap * node.initial_fraction if np.isfinite(pool_cap) else pool_cap,
+             "spent": 0.0}
+    group.population_energy_pj = state["pool"]
+    group.spent_pj = 0.0
+    group.energy_ok = 1.0
+    if _in_global(node, net):
+        group.global_energy_ok = 1.0
+    counter = spike_counter(b2, net, built, node.population)
+
+    def update():
+        spent = take_counts(counter) * cost
+        total = float(spent.sum())
+        energy = np.minimum(np.array(group.energy_pj[:]) - spent + recharge, node.capacity_pj)
+        if node.population_capacity_pj is not None:
+            state["pool"] = min(state["pool"] - total + pool_recharge, pool_cap)
+        state["spent"] += total
+        group.energy_pj[:] = energy
+        group.population_energy_pj[:] = state["pool"]
+        group.spent_pj[:] = state["spent"]
+        group.energy_ok[:] = ((energy >= cost) & (state["pool"] >= cost)).astype(np.float64)
+
+    built.network.add(b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
+                                          order=ORDER_ENERGY))
+    built.processes[node.name] = group
+    return group
+
+
+def build_global_energy(b2, node: GlobalEnergyBudget, net, built) -> object:
+    require_runtime(b2, node)
+    group = b2.NeuronGroup(1, "energy_pj : 1\nspent_pj : 1", dt=net.dt_ms * b2.ms,
+                           name=f"global_energy_{len(built.processes)}")
+    group.energy_pj = node.capacity_pj * node.initial_fraction
+    members = []
+    for budget in node.budgets:
+        b = net.processes[budget]
+        members.append((built.groups[b.population], spike_costs_pj(net, b.population, b.profile),
+                        spike_counter(b2, net, built, b.population)))
+    recharge = node.recharge_pj_per_ms * net.dt_ms
+
+    def update():
+        total = 0.0
+        for _, cost, counter in members:
+            total = total + float((take_counts(counter) * cost).sum())
+        energy = min(float(group.energy_pj[0]) - total + recharge, node.capacity_pj)
+        group.energy_pj[0] = energy
+        group.spent_pj[0] = float(group.spent_pj[0]) + total
+        for pop_group, cost, _ in members:
+            pop_group.global_energy_ok[:] = (energy >= cost).astype(np.float64)
+
+    built.network.add(group, b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
+                                                 order=ORDER_ENERGY))
+    built.processes[node.name] = group
+    return group
