@@ -14,6 +14,7 @@ from evospike.errors import EvoSpikeError
 BACKENDS: dict[str, str] = {
     "torch": "evospike.backends.torch",
     "brian2": "evospike.backends.brian2",
+    "lava": "evospike.backends.lava",
 }
 
 

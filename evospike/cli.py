@@ -17,8 +17,10 @@ EXIT_INTERRUPTED = 130
 BRIAN2_TARGETS = ["auto", "cython", "numpy", "cpp_standalone"]
 #: modules contributing further subcommands (see ``_parser``)
 COMMAND_MODULES: list[str] = [
+    "evospike.backends.lava.setup_command",
     "evospike.training.cli",
     "evospike.energy_command",
+    "evospike.map_command",
 ]
 
 
@@ -35,12 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed of the first trial")
     run.add_argument("--trials", type=int, default=1,
                      help="independent trials run as a batch (seeds seed, seed+1, ...)")
-    run.add_argument("--precision", default=None, choices=["float32", "float64"],
-                     help="torch: float32 (default) or float64; brian2 runs float64")
+    run.add_argument("--precision", default=None, choices=["float32", "float64", "fixed"],
+                     help="torch: float32 (default), float64 or fixed (Loihi 2's integer "
+                          "arithmetic, bit-exact with Lava fixed_pt); brian2 runs float64")
     run.add_argument("--engine", default=None, choices=["auto", "eager", "native"],
                      help="torch engine: native CPU kernel, eager torch ops, or auto")
     run.add_argument("--target", default=None, choices=BRIAN2_TARGETS,
                      help="brian2 code generation target (default: cython if it works)")
+    run.add_argument("--select-tag", default=None, choices=["fixed_pt", "floating_pt"],
+                     help="lava: Loihi2SimCfg select_tag (default fixed_pt)")
     run.add_argument("--out", default="results.h5", help="results file (default results.h5)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -66,12 +71,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="spike-time tolerance of the exact match, in steps")
     val.add_argument("--margin", type=float, default=2.0,
                      help="a statistic passes within margin x the largest seed-to-seed distance")
-    val.add_argument("--precision", default="float64", choices=["float32", "float64"],
+    val.add_argument("--precision", default="float64", choices=["float32", "float64", "fixed"],
                      help="candidate precision (torch)")
     val.add_argument("--engine", default=None, choices=["auto", "eager", "native"])
     val.add_argument("--device", default=None)
     val.add_argument("--target", default=None, choices=BRIAN2_TARGETS,
                      help="Brian2 code generation target")
+    val.add_argument("--select-tag", default=None, choices=["fixed_pt", "floating_pt"],
+                     help="lava: Loihi2SimCfg select_tag (default fixed_pt)")
     val.add_argument("--out-dir", default="validation",
                      help="folder for report.json, report.md and comparison.png")
     val.add_argument("--no-progress", action="store_true")
@@ -99,7 +106,8 @@ def _run(args) -> int:
         print(f"note: the model records no spikes; recording all populations "
               f"({', '.join(net.populations)})", file=sys.stderr)
     seeds = tuple(range(args.seed, args.seed + args.trials))
-    options = {key: getattr(args, key) for key in ("device", "precision", "engine", "target")
+    options = {key: getattr(args, key) for key in ("device", "precision", "engine", "target",
+                                                        "select_tag")
                if getattr(args, key) is not None}
     runner = backend.compile(net, seeds=seeds, progress=not args.no_progress, **options)
     results = runner.run(duration)
@@ -159,7 +167,8 @@ def _info(args) -> int:
 
 def _options(args, backend: str) -> dict:
     """The CLI options that apply to ``backend`` (each backend refuses the others)."""
-    per_backend = {"torch": ("device", "precision", "engine"), "brian2": ("target",)}
+    per_backend = {"torch": ("device", "precision", "engine"), "brian2": ("target",),
+                   "lava": ("select_tag",)}
     return {key: getattr(args, key) for key in per_backend.get(backend, ())
             if getattr(args, key, None) is not None}
 

@@ -22,14 +22,16 @@ def compile(network: Network, config: TorchConfig | None = None, **overrides) ->
     """Compile ``network`` for the torch backend; ``overrides`` replace fields of ``config``."""
     import torch
 
+    # fixed-point mode (backends/torch/fixed.py): "fixed_profile" picks the bit widths
+    fixed_profile = overrides.pop("fixed_profile", "loihi2")
     unknown = set(overrides) - set(TorchConfig.__dataclass_fields__)
     if unknown:
         raise EvoSpikeError(f"torch backend: no option {', '.join(sorted(unknown))} "
                             f"(options: {', '.join(TorchConfig.__dataclass_fields__)})")
     cfg = replace(config or TorchConfig(), **overrides)
-    if cfg.precision not in ("float32", "float64"):
-        raise EvoSpikeError(f"torch backend: precision must be 'float32' or 'float64' "
-                            f"(got {cfg.precision!r})")
+    if cfg.precision not in ("float32", "float64", "fixed"):
+        raise EvoSpikeError(f"torch backend: precision must be 'float32', 'float64' or "
+                            f"'fixed' (got {cfg.precision!r})")
     if cfg.engine not in ENGINES:
         raise EvoSpikeError(f"torch backend: engine must be one of {ENGINES} (got {cfg.engine!r})")
     if not cfg.seeds:
@@ -42,6 +44,14 @@ def compile(network: Network, config: TorchConfig | None = None, **overrides) ->
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EvoSpikeError(f"torch backend: device {cfg.device!r} requested but CUDA is not "
                             "available on this machine")
+    if cfg.precision == "fixed":  # Loihi's integer arithmetic (evospike.fixed_point)
+        from .fixed import compile_fixed
+
+        if cfg.engine != "auto":
+            raise EvoSpikeError(f"torch backend: precision 'fixed' runs its own integer "
+                                f"engine; engine {cfg.engine!r} applies to float precisions")
+
+        return compile_fixed(network, cfg.seeds, cfg.device, fixed_profile, cfg.progress)
     cn = compile_network(network, cfg)
     engine, note = _choose_engine(cn, cfg.engine)
     return TorchRunner(cn, engine, note)
