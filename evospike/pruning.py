@@ -101,6 +101,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -585,6 +586,20 @@ class TerminalAttractorPruning:
     fade_k: float = 10.0
 
     KIND = "TerminalAttractorPruning"
+
+    # the process-node interface (Network, StateMonitor, serializer); state per trial:
+    # pruned_fraction, rate (R(t)), threshold (NaN while nothing is pruned), alpha
+    kind: ClassVar[str] = "TerminalAttractorPruning"
+    state_names: ClassVar[tuple[str, ...]] = ("pruned_fraction", "rate", "threshold", "alpha")
+
+    def state_size(self, net) -> int:
+        return 1
+
+    def check(self, net) -> None:
+        """Validate the references into ``net`` (see `evospike.ir.structural`)."""
+        from evospike.ir.structural import check_terminal_attractor_pruning
+
+        check_terminal_attractor_pruning(self, net)
 
     def __post_init__(self) -> None:
         kind = self.KIND

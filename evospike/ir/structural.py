@@ -284,7 +284,7 @@ def plan_update(node: StructuralPlasticity, n_pre: int, n_post: int, recurrent: 
 
 # ------------------------------------------------------------------------ terminal attractor
 
-def _ta_check(self, net) -> None:
+def check_terminal_attractor_pruning(self, net) -> None:
     """Validate a `TerminalAttractorPruning` node's references into ``net``: its projections
     exist, each has a plasticity rule (its update is the gradient), none is named twice across
     pruning nodes, and the modulator carrying E exists."""
@@ -313,20 +313,3 @@ def _ta_check(self, net) -> None:
             raise ValidationError(kind, self.name, "projections",
                                   "names a projection with StructuralPlasticity (the pruner "
                                   "needs a fixed set of synapses)", proj)
-
-
-def _install_ta_protocol() -> None:
-    """`evospike.pruning.TerminalAttractorPruning` predates the process-node interface; give it
-    that interface (kind, state names and size, check) so Network, StateMonitor and the
-    serializer treat it like every other process. State (per trial): ``pruned_fraction``,
-    ``rate`` (R(t)), ``threshold`` (the global threshold; NaN while nothing is pruned),
-    ``alpha``."""
-    from evospike.pruning import TerminalAttractorPruning as TA
-
-    TA.kind = "TerminalAttractorPruning"
-    TA.state_names = ("pruned_fraction", "rate", "threshold", "alpha")
-    TA.state_size = lambda self, net: 1
-    TA.check = _ta_check
-
-
-_install_ta_protocol()
