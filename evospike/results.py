@@ -27,6 +27,8 @@ from evospike.atomic import atomic_h5, open_h5
 from evospike.errors import EvoSpikeError
 
 FORMAT = "evospike-results"
+#: metadata entries that are dicts, stored as JSON strings
+JSON_META = ("versions", "energy_pj", "energy_profiles")
 VERSION = 1
 
 
@@ -177,7 +179,7 @@ class Results:
                     value = value.decode()
                 if isinstance(value, np.generic):
                     value = value.item()
-                if key == "versions" and isinstance(value, str):
+                if key in JSON_META and isinstance(value, str):
                     value = json.loads(value)
                 meta[key] = value
             res = Results(meta)

@@ -68,6 +68,11 @@ def test_torch_and_brian2_agree_step_for_step():
     free = run_torch(budget_net(None), T_MS, precision="float64")
     assert a.spike_steps("pop")[0].size < 0.7 * free.spike_steps("pop")[0].size, \
         "the budget should limit firing"
+    # the run's energy estimate is in the results of both, equal, and survives saving
+    assert a.meta["energy_pj"]["total"] > 0
+    assert a.meta["energy_pj"] == pytest.approx(b.meta["energy_pj"], rel=1e-12)
+    assert a.meta["energy_pj"]["total"] == pytest.approx(
+        sum(v for k, v in a.meta["energy_pj"].items() if k != "total"))
 
 
 def test_costs_come_from_the_profile_and_the_fanout():
@@ -144,6 +149,16 @@ def test_a_tighter_budget_means_fewer_synops():
            for net in (budget_net(None), budget_net(2000.0, pool=False, global_budget=False),
                        budget_net(300.0, pool=False, global_budget=False))]
     assert ops[0] > ops[1] > ops[2], ops
+
+
+def test_energy_estimate_is_saved_with_the_results(tmp_path):
+    from evospike.results import Results
+
+    res = run_torch(budget_net(), 50.0, precision="float64")
+    res.save(tmp_path / "r.h5")
+    back = Results.load(tmp_path / "r.h5")
+    assert back.meta["energy_pj"] == res.meta["energy_pj"]
+    assert set(back.meta["energy_profiles"]) == set(res.meta["energy_profiles"])
 
 
 def test_energy_network_round_trips(tmp_path):

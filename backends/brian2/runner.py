@@ -203,6 +203,10 @@ class Brian2Runner:
                 values.append((raw * (1e3 if unit == "mV" else 1.0)).T)
                 steps = np.round(np.asarray(wm.t / b2.ms) / dt).astype(np.int64)
             res.weights[name] = WeightData(mon.projection, steps, np.stack(values))
+        if net.processes:  # energy budgets: the run's energy estimate on their profiles
+            from evospike.ir.energy_budget import energy_meta
+
+            res.meta.update(energy_meta(net, res))
         return res
 
     def memory_report(self) -> dict:

@@ -243,6 +243,10 @@ class TorchRunner:
             res.weights[name] = WeightData(mon.projection,
                                            np.asarray(rec.weight_steps.get(name, []), np.int64),
                                            arr)
+        if cn.network.processes:  # energy budgets: the run's energy estimate on their profiles
+            from evospike.ir.energy_budget import energy_meta
+
+            res.meta.update(energy_meta(cn.network, res))
         return res
 
     def memory_report(self) -> dict:

@@ -207,3 +207,19 @@ def energy_spent_pj(net, results) -> dict[str, float]:
         out[name] = float(spike_costs_pj(net, node.population, node.profile)[neurons].sum())
     out["total"] = float(sum(out.values()))
     return out
+
+
+def energy_meta(net, results) -> dict:
+    """What a runner puts into ``Results.meta`` for the energy budgets of ``net``: the run's
+    energy estimate per budget and in total (``energy_pj``, pJ, see `energy_spent_pj`) with the
+    profiles used, or why it is missing. Empty without budgets."""
+    budgets = {name: node for name, node in net.processes.items()
+               if isinstance(node, EnergyBudget)}
+    if not budgets:
+        return {}
+    missing = sorted({b.population for b in budgets.values()} - set(results.spikes_by_node))
+    if missing:
+        return {"energy_pj_note": "no energy estimate: the spikes of " + ", ".join(missing) +
+                " were not recorded"}
+    return {"energy_pj": energy_spent_pj(net, results),
+            "energy_profiles": {name: b.profile for name, b in budgets.items()}}
