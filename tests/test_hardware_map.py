@@ -14,6 +14,7 @@ from evospike.errors import EvoSpikeError
 from evospike.hardware import LOIHI2, synapses_per_core
 from evospike.mapping import get_hardware, map_network
 from evospike.model_loading import load_model
+from tests.conftest import ROOT
 
 
 def test_every_limit_has_a_value_unit_and_source():
@@ -35,7 +36,7 @@ def test_every_limit_has_a_value_unit_and_source():
 
 
 def test_cuba_maps_onto_one_chip():
-    net = load_model("examples/cuba.py")
+    net = load_model(ROOT / "examples" / "cuba.py")
     report = map_network(net)
     assert report.fits and report.chips == 1
     by = {p.name: p for p in report.populations}
@@ -71,7 +72,7 @@ def test_map_lists_every_broken_limit():
 
 
 def test_cli_map_exit_status(tmp_path, capsys):
-    assert main(["map", "examples/cuba.py", "--limits"]) == 0
+    assert main(["map", str(ROOT / "examples" / "cuba.py"), "--limits"]) == 0
     out = capsys.readouterr().out
     assert "neurons_per_core" in out and "fits: no limit broken" in out and "exc" in out
     model = tmp_path / "far.py"
@@ -87,7 +88,7 @@ def test_cli_map_exit_status(tmp_path, capsys):
     assert main(["map", str(model)]) == 1
     out = capsys.readouterr().out
     assert "breaks 1 limit" in out and "'late'" in out
-    assert main(["map", "examples/cuba.py", "--quantization"]) == 0
+    assert main(["map", str(ROOT / "examples" / "cuba.py"), "--quantization"]) == 0
     assert "no fixed-point form" in capsys.readouterr().out
 
 

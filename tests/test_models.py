@@ -10,6 +10,7 @@ from evospike.errors import ValidationError
 from evospike.models import build_reference
 from evospike.training import TrainConfig, Trainer
 from evospike.training.export import backend_agreement
+from tests.conftest import ROOT
 from tests.data_fixtures import write_dvs_gesture, write_mitbih, write_sst2
 
 
@@ -154,6 +155,6 @@ def test_digits_reference_matches_the_example_config():
 
     from evospike.models.digits import digits_spec
 
-    raw = yaml.safe_load(open("examples/digits.yaml"))
+    raw = yaml.safe_load(open(ROOT / "examples" / "digits.yaml"))
     assert raw["model"] == digits_spec()
     assert np.prod(raw["model"]["input"]["shape"]) == 64

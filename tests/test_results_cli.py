@@ -1,6 +1,5 @@
 """Results files, interrupted runs, plots and the command line."""
 
-import os
 
 import h5py
 import numpy as np
@@ -137,8 +136,8 @@ def test_cli_trials_and_saved_network(tmp_path, capsys):
     (["info", "nothing.h5"], "'nothing.h5' does not exist"),
     (["plot", "README"], "not an HDF5 file"),
 ])
-def test_cli_user_errors_are_one_line(argv, message, capsys, tmp_path):
-    os.chdir(tmp_path)
+def test_cli_user_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "README").write_text("not hdf5")
     argv = [str(ROOT / "examples" / "quickstart.py") if a == "EXAMPLE" else a for a in argv]
     if "--device" in argv:

@@ -13,7 +13,7 @@ from evospike.training import SpikingNetwork, TrainConfig, Trainer
 from evospike.training.export import backend_agreement, predictions_from_results
 from evospike.training.neuron import NeuronSpec, lif_sequence, lif_step, step_constants
 from evospike.training.trainer import NoveltyModulator
-from tests.conftest import run_on
+from tests.conftest import ROOT, run_on
 
 
 def _spikes_match(layer_spikes: torch.Tensor, results, name: str) -> None:
@@ -273,7 +273,7 @@ def test_cli_train_and_bad_config(tmp_path, capsys):
 def test_digits_reaches_97_percent_and_brian2_agrees(tmp_path):
     """The example config: >= 97 % on the digits test split; Brian2 runs the trained network
     over the whole test split and predicts the same classes."""
-    cfg = TrainConfig.load("examples/digits.yaml")
+    cfg = TrainConfig.load(ROOT / "examples" / "digits.yaml")
     cfg.out_dir = str(tmp_path / "digits")
     trainer = Trainer(cfg, progress=False)
     summary = trainer.fit()

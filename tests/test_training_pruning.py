@@ -11,6 +11,7 @@ import torch
 
 from evospike.errors import ValidationError
 from evospike.training import TrainConfig, Trainer
+from tests.conftest import ROOT
 
 PRUNING = {"r_target": 0.3, "warmup_steps": 5, "tau_steps": 8, "lambda_stability": 0.0}
 
@@ -169,7 +170,7 @@ def test_digits_pruned_to_30_percent_keeps_accuracy_and_brian2_agrees(tmp_path):
 
     accuracies = {}
     for name in ("digits", "digits_pruned"):
-        cfg = TrainConfig.load(f"examples/{name}.yaml")
+        cfg = TrainConfig.load(ROOT / "examples" / f"{name}.yaml")
         cfg.out_dir = str(tmp_path / name)
         trainer = Trainer(cfg, progress=False)
         summary = trainer.fit()
