@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -153,22 +151,12 @@ def bench_brian2(n: int, repeats: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    import brian2
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return {"host": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "brian2": brian2.__version__,
+    """CPU, cores, versions and git state: the same record as ``benchmarks/cuba.py``'s."""
+    spec = importlib.util.spec_from_file_location("cuba_benchmark",
+                                                  ROOT / "benchmarks" / "cuba.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return {**mod.machine_info(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -205,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{e['w_exc_exc_mean_mV']:.3f} mV")
         print(f"  Brian2 cython / EvoSpike native: {entry['ratio_brian2_over_native']:.2f}x")
     out = Path(args.out or ROOT / "benchmarks" / "results" /
-               f"stdp_cuba_{info['host']}.json")
+               f"stdp_cuba_{info['hostname']}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps({"machine": info, "entries": entries}, indent=1))
