@@ -487,8 +487,10 @@ def _refusals_other(net: Network) -> list[str]:
                 out.append(f"{type(node).__name__} '{label}': not carried by the fixed-point "
                            "mode")
     for name in net.plasticity:
+        # STDP that Loihi 2's learning engine carries is planned by backends/lava/learning.py
         out.append(f"{type(net.plasticity[name]).__name__} '{name}': plasticity (the "
-                   "fixed-point mode runs fixed weights)")
+                   "quantizer runs fixed weights; only the STDP of "
+                   "evospike.backends.lava.learning is carried in fixed point)")
     for name, proc in net.processes.items():
         out.append(f"{type(proc).__name__} '{name}': neuromodulatory/structural processes "
                    "are not carried by the fixed-point mode")

@@ -266,7 +266,7 @@ def test_refusals_name_every_node_and_why():
     net.connect(b, c, AllToAll(), weight=-1.0, target="inh")
     net.connect(e, e, OneToOne(), weight=0.5, target="v", name="onto_v")
     proj = net.connect(d, e, AllToAll(), weight=0.5, name="plastic")
-    net.add(STDP("stdp", proj.name, w_max=1.0))
+    net.add(STDP("stdp", proj.name, w_max=1.0, pairing="nearest"))  # all-to-all maps (STDP)
     net.inject_current(e, series=np.ones(10), name="wave")
     with pytest.raises(UnsupportedError) as info:
         torch_backend.compile(net, precision="fixed", progress=False)

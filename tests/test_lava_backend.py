@@ -155,7 +155,7 @@ def test_refusals_name_every_node():
                    "Population 'cuba': CubaLIF.du differs",
                    f"Projection '{proj.name}': target channel 'v'",
                    "CurrentInput 'wiggle': a current that changes over time",
-                   "STDP 'learn': plasticity is not supported"):
+                   "STDP 'learn': carried in fixed_pt only"):  # learning.py
         assert needle in text, needle
 
 

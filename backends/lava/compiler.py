@@ -34,9 +34,13 @@ from evospike.ir.nodes import (
     SpikeMonitor,
     SpikeTimesSource,
     StateMonitor,
+    WeightMonitor,
 )
+from evospike.ir.plasticity import STDP
 from evospike.realize import current_is_constant, initial_state, poisson_events, spike_time_steps
 from evospike.units import steps_of
+
+from . import learning
 
 SELECT_TAGS = ("fixed_pt", "floating_pt")
 #: Loihi 2 axonal delay range: DelaySparse's fixed-point model accepts Lava delays 0..63
@@ -95,6 +99,7 @@ class LavaConnection:
     delays: np.ndarray  # Lava delays (ours - 1)
     weight_exp: int = 0
     num_weight_bits: int = 8
+    learning: object = None  # learning.LearningPlan: a LearningDense (STDP), see learning.py
 
     @property
     def process(self) -> str:
@@ -203,13 +208,14 @@ NODE_COMPILERS: dict[type, Callable[..., list[str]]] = {
     CurrentInput: _check_current,
     SpikeMonitor: _check_spike_monitor,
     StateMonitor: _check_state_monitor,
+    # STDP (learning.py): LearningDense with a Loihi2FLearningRule, fixed_pt
+    STDP: lambda node, net, tag: learning.stdp_refusals(node, net, tag),
+    WeightMonitor: lambda node, net, tag: learning.weight_monitor_refusals(node, net, tag),
 }
 
 _WHY_NOT = {
-    "STDP": "plasticity is not supported by the lava backend yet",
-    "RewardModulatedSTDP": "plasticity is not supported by the lava backend yet",
-    "WeightMonitor": "weights are fixed on the lava backend (no plasticity), so there is "
-                     "nothing to monitor",
+    "RewardModulatedSTDP": "reward-modulated STDP is not carried by the lava backend yet "
+                           "(STDP is)",
 }
 
 

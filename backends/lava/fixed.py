@@ -14,6 +14,7 @@ import numpy as np
 from evospike.fixed_point import FixedPointNetwork, quantize
 from evospike.ir.network import Network
 
+from . import learning
 from .compiler import LavaPopulation, Plan, _plan_common
 
 
@@ -21,7 +22,8 @@ def plan_fixed(network: Network, notes: list[str]) -> Plan:
     """The fixed_pt plan of a network of CubaLIF populations and LIF populations that reduce
     to them exactly (the quantizer does that; LIF with two synaptic time constants has been
     merged by `convert` before)."""
-    fp: FixedPointNetwork = quantize(network, "loihi2")
+    # STDP (learning.py): the quantizer runs fixed weights, the rule is planned afterwards
+    fp: FixedPointNetwork = quantize(learning.without_learning(network), "loihi2")
     plan = Plan(network, "fixed_pt", notes=list(notes) + list(fp.notes))
     for name, p in fp.populations.items():
         plan.populations[name] = LavaPopulation(
@@ -35,4 +37,7 @@ def plan_fixed(network: Network, notes: list[str]) -> Plan:
     weights = {name: (proj.weights, proj.weight_exp, proj.num_weight_bits, proj.delays)
                for name, proj in fp.projections.items()}
     _plan_common(plan, network, weights)
+    plans = learning.plan_learning(network, fp, plan.notes)  # STDP (learning.py)
+    for conn in plan.connections:
+        conn.learning = plans.get(conn.projection)
     return plan

@@ -27,7 +27,7 @@ import numpy as np
 
 import evospike
 from evospike.errors import EvoSpikeError
-from evospike.results import Results, SpikeData, TraceData
+from evospike.results import Results, SpikeData, TraceData, WeightData
 from evospike.units import steps_of
 
 from .compiler import LavaConfig, Plan
@@ -69,6 +69,15 @@ def write_job(plan: Plan, seeds: tuple[int, ...], n_steps: int, chunk_steps: int
             for key, arr in (("post", c.post_idx), ("pre", c.pre_idx), ("weights", c.weights),
                              ("delays", c.delays)):
                 s.create_dataset(key, data=arr)
+            if c.learning is not None:  # STDP (learning.py)
+                lp = c.learning
+                s.attrs.update(learning=1, dw=lp.dw, x1_tau=lp.x1_tau, y1_tau=lp.y1_tau,
+                               x1_impulse=lp.x1_impulse, y1_impulse=lp.y1_impulse,
+                               rng_seed=lp.rng_seed)
+        g = f.create_group("weight_monitors")  # STDP (learning.py)
+        for name, mon in net.weight_monitors.items():
+            g.create_group(name).attrs.update(connection=mon.projection,
+                                              every_steps=mon.every_steps)
         used_sources = {c.pre for c in plan.connections if c.pre in plan.sources}
         g = f.create_group("sources")
         for name in used_sources:
@@ -236,6 +245,9 @@ class LavaRunner:
                 spikes = {name: (s["step"][()], s["neuron"][()])
                           for name, s in g.get("spikes", {}).items()}
                 traces = {name: s["values"][()] for name, s in g.get("traces", {}).items()}
+                # STDP (learning.py): weight snapshots, (samples, n_post, n_pre) mantissas
+                traces.update({("weights", name): s["values"][()]
+                               for name, s in g.get("weights", {}).items()})
                 trials.append((spikes, traces))
             self._out = {"trials": trials}
 
@@ -293,6 +305,17 @@ class LavaRunner:
                 values = values + plan.populations[mon.target].v_offset[mon.neurons]
             res.traces[name] = TraceData(mon.target, mon.variable, sample_steps, mon.neurons,
                                          values)
+        for name, mon in net.weight_monitors.items():  # STDP (learning.py)
+            conn = next(c for c in plan.connections if c.projection == mon.projection)
+            sample_steps = np.arange(0, self.step, mon.every_steps, dtype=np.int64)
+            values = np.full((n_trials, sample_steps.size, conn.post_idx.size), np.nan)
+            for k, (_, traces) in enumerate(trials):
+                got = traces.get(("weights", name))
+                if got is not None:
+                    got = np.asarray(got, np.float64)[:sample_steps.size]
+                    values[k, :got.shape[0]] = got[:, conn.post_idx, conn.pre_idx] * \
+                        conn.learning.quantum
+            res.weights[name] = WeightData(mon.projection, sample_steps, values)
         return res
 
     def memory_report(self) -> dict:

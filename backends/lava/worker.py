@@ -273,6 +273,7 @@ class Component:
                                      steps=ev["step"][()], neurons=ev["neuron"][()], name=name)
             sources[name] = proc
             self.models[proc] = io[tag][io["EventSource"]]
+        self.learning: dict = {}  # STDP (learning.py): connection name -> LearningDense
         for name in names["connections"]:
             g = job["connections"][name]
             shape = (int(g.attrs["n_post"]), int(g.attrs["n_pre"]))
@@ -282,7 +283,20 @@ class Component:
             if fixed:
                 kwargs.update(weight_exp=int(g.attrs["weight_exp"]),
                               num_weight_bits=int(g.attrs["num_weight_bits"]))
-            if _text(g.attrs["process"]) == "DelaySparse":
+            if int(g.attrs.get("learning", 0)):  # STDP (learning.py): LearningDense
+                from lava.magma.core.learning.learning_rule import Loihi2FLearningRule
+                from lava.proc.dense.process import LearningDense
+                from lava.utils.weightutils import SignMode
+
+                rule = Loihi2FLearningRule(
+                    dw=_text(g.attrs["dw"]), x1_impulse=int(g.attrs["x1_impulse"]),
+                    x1_tau=int(g.attrs["x1_tau"]), y1_impulse=int(g.attrs["y1_impulse"]),
+                    y1_tau=int(g.attrs["y1_tau"]), t_epoch=1, rng_seed=int(g.attrs["rng_seed"]))
+                kwargs["weights"] = weights.toarray()
+                conn = LearningDense(learning_rule=rule, sign_mode=SignMode.EXCITATORY, **kwargs)
+                self.neurons[_text(g.attrs["post"])].s_out.connect(conn.s_in_bap)
+                self.learning[name] = conn
+            elif _text(g.attrs["process"]) == "DelaySparse":
                 delays = _sparse(post, pre, g["delays"][()].astype(np.int64), shape)
                 conn = DelaySparse(delays=delays, **kwargs)
             else:
@@ -314,6 +328,11 @@ class Component:
             self.trace_paths[name] = path
             self.trace_neurons[name] = g["neurons"][()]
         self.anchor = next(iter(self.neurons.values()))
+        # STDP (learning.py): weight monitors -> (connection, every_steps, snapshots)
+        self.weight_snaps = {n: (self.learning[_text(g.attrs["connection"])],
+                                 int(g.attrs["every_steps"]), [])
+                             for n, g in job.get("weight_monitors", {}).items()
+                             if _text(g.attrs["connection"]) in self.learning}
 
     def run(self, n_steps: int, cfg_for, report) -> int:
         from lava.magma.core.run_conditions import RunSteps
@@ -323,8 +342,13 @@ class Component:
         try:
             while done < n_steps and not STOP["requested"]:
                 n = min(self.chunk, n_steps - done)
+                for _, every, _ in self.weight_snaps.values():  # stop after each sampled step
+                    n = min(n, (1 - done) % every or every)
                 self.anchor.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
                 done += n
+                for conn, every, snaps in self.weight_snaps.values():
+                    if (done - 1) % every == 0:  # the weights after step done - 1
+                        snaps.append(np.asarray(conn.weights.get(), dtype=np.int64))
                 report(n)
         finally:
             self.anchor.stop()
@@ -503,6 +527,7 @@ def main(argv: list[str]) -> int:
         for trial in range(n_trials):
             spikes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             traces: dict[str, np.ndarray] = {}
+            weights: dict[str, np.ndarray] = {}  # STDP (learning.py)
             for names in components.values():
                 if STOP["requested"]:
                     steps_done = 0
@@ -514,7 +539,9 @@ def main(argv: list[str]) -> int:
                 steps_done = min(steps_done, done)
                 spikes.update(comp.spikes())
                 traces.update(comp.traces())
-            results.append((spikes, traces))
+                weights.update({n: np.asarray(snaps) for n, (_, _, snaps)
+                                in comp.weight_snaps.items()})
+            results.append((spikes, traces, weights))
             if STOP["requested"]:
                 break
     complete = not STOP["requested"]
@@ -524,7 +551,7 @@ def main(argv: list[str]) -> int:
                          lava_version=getattr(lava, "__version__", "0.10.0"),
                          numpy_version=np.__version__, trials_done=len(results),
                          wall_time_s=time.perf_counter() - t0, build_time_s=build_time)
-        for k, (spikes, traces) in enumerate(results):
+        for k, (spikes, traces, weights) in enumerate(results):
             g = out.create_group(f"trials/{k}")
             for name, (s, n) in spikes.items():
                 keep = s < steps_done
@@ -532,6 +559,8 @@ def main(argv: list[str]) -> int:
                 g.create_dataset(f"spikes/{name}/neuron", data=n[keep])
             for name, values in traces.items():
                 g.create_dataset(f"traces/{name}/values", data=values)
+            for name, values in weights.items():  # STDP (learning.py)
+                g.create_dataset(f"weights/{name}/values", data=values)
     os.replace(tmp, out_path)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0

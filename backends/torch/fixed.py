@@ -33,13 +33,16 @@ from evospike.fixed_point import (
     FixedPointNetwork,
     FixedPointProfile,
     FixedPointUnsupported,
+    get_profile,
     quantize,
 )
 from evospike.ir.network import Network
 from evospike.ir.nodes import PoissonSource
 from evospike.realize import poisson_events, spike_time_steps
-from evospike.results import Results, SpikeData, TraceData
+from evospike.results import Results, SpikeData, TraceData, WeightData
 from evospike.units import steps_of
+
+from .fixed_learning import LearningProjection
 
 CHUNK_STEPS = 1000
 _I32 = 2 ** 32
@@ -154,7 +157,8 @@ class FixedRunner:
     common layout; calling it again continues the same simulation."""
 
     def __init__(self, fx: FixedPointNetwork, seeds: tuple[int, ...], device: str = "cpu",
-                 progress: bool = True):
+                 progress: bool = True, learning: dict | None = None,
+                 weight_monitors: dict | None = None):
         self.fx = fx
         self.prof = fx.profile
         self.seeds = tuple(int(s) for s in seeds)
@@ -183,8 +187,14 @@ class FixedRunner:
                 fp.vth << self.prof.vth_shift, fp.refractory_steps,
                 torch.zeros((slots_of[name], trials, fp.size), dtype=torch.int64, device=dev))
         self.out: dict[str, list[_Proj]] = {}
+        # STDP (fixed_learning.py): plastic projections run Lava's learning engine
+        self.learning = {name: LearningProjection.build(fx.projections[name], plan, trials, dev)
+                         for name, plan in (learning or {}).items()}
+        self.weight_monitors = dict(weight_monitors or {})
+        self._weight_steps: dict[str, list[int]] = {k: [] for k in self.weight_monitors}
+        self._weight_values: dict[str, list[np.ndarray]] = {k: [] for k in self.weight_monitors}
         for proj in fx.projections.values():
-            if not proj.n_synapses:
+            if not proj.n_synapses or proj.name in self.learning:
                 continue
             tp = _Proj(proj.name, proj.pre, proj.post, proj.n_pre, proj.n_post,
                        torch.as_tensor(proj.indptr, dtype=torch.int64, device=dev),
@@ -245,6 +255,8 @@ class FixedRunner:
             for name, projs in self.out.items():
                 for proj in projs:
                     propagate(proj, fired[name], self.pops[proj.post], step)
+            if self.learning:  # STDP (fixed_learning.py)
+                self._learn(step, fired)
             for name in logs:
                 logs[name].append(fired[name])
             for key, mon in self.fx.state_monitors.items():
@@ -258,6 +270,26 @@ class FixedRunner:
             flat = torch.cat(log).cpu().numpy() if log else np.zeros(0, np.int64)
             steps = np.repeat(np.arange(start, start + len(counts)), counts)
             self._spikes[name].append((steps, flat))
+
+    def _learn(self, step: int, fired: dict[str, torch.Tensor]) -> None:
+        """STDP (fixed_learning.py): send the plastic projections' spikes with the weights
+        learned so far, then run this step's learning phase and record the weights."""
+        trials = len(self.seeds)
+
+        def as_mask(name: str) -> torch.Tensor:
+            size = self.fx.size_of(name)
+            mask = torch.zeros(trials * size, dtype=torch.bool, device=self.device)
+            mask[fired[name]] = True
+            return mask.view(trials, size)
+
+        for lp in self.learning.values():
+            pre, post = as_mask(lp.pre), as_mask(lp.post)
+            lp.propagate(pre, self.pops[lp.post].buf, step)
+            lp.learn(step, pre, post)
+        for key, mon in self.weight_monitors.items():
+            if step % mon.every_steps == 0:
+                self._weight_steps[key].append(step)
+                self._weight_values[key].append(self.learning[mon.projection].weights_ir())
 
     def run(self, duration_ms: float, progress: bool | None = None) -> Results:
         """Advance by ``duration_ms`` (whole steps) and return everything recorded so far.
@@ -320,6 +352,12 @@ class FixedRunner:
             res.traces[key] = TraceData(mon.target, mon.variable,
                                         np.asarray(self._trace_steps[key], np.int64),
                                         mon.neurons, arr.astype(np.int64))
+        for key, mon in self.weight_monitors.items():  # STDP (fixed_learning.py)
+            values = self._weight_values[key]
+            n_syn = self.learning[mon.projection].post_idx.size
+            arr = np.stack(values, axis=1) if values else np.zeros((trials, 0, n_syn))
+            res.weights[key] = WeightData(mon.projection,
+                                          np.asarray(self._weight_steps[key], np.int64), arr)
         return res
 
     def memory_report(self) -> dict:
@@ -346,8 +384,23 @@ def compile_fixed(network: Network, seeds: tuple[int, ...], device: str = "cpu",
     return its runner."""
     if not seeds:
         raise EvoSpikeError("torch backend: seeds must name at least one trial")
+    # STDP (fixed_learning.py): the rules Lava carries, with Lava's integers; the quantizer
+    # runs the rest (and refuses every other plasticity rule by name)
+    from evospike.backends.lava import learning
+
+    reasons = [r for rule in learning.rules_by_projection(network).values()
+               for r in learning.stdp_refusals(rule, network, "fixed_pt")]
+    if learning.rules_by_projection(network) and get_profile(profile).name != "loihi2":
+        reasons.append(f"STDP: the learning engine is Loihi 2's; profile "
+                       f"'{get_profile(profile).name}' has none")
+    reasons += [r for mon in network.weight_monitors.values()
+                for r in learning.weight_monitor_refusals(mon, network, "fixed_pt")]
     try:
-        fx = quantize(network, profile)
+        fx = quantize(learning.without_learning(network), profile)
     except FixedPointUnsupported as exc:
-        raise UnsupportedError("torch (precision 'fixed')", exc.reasons) from None
-    return FixedRunner(fx, seeds, device, progress)
+        reasons = list(exc.reasons) + reasons
+    if reasons:
+        raise UnsupportedError("torch (precision 'fixed')", reasons) from None
+    plans = learning.plan_learning(network, fx, fx.notes) if learning.rules_by_projection(
+        network) else {}
+    return FixedRunner(fx, seeds, device, progress, plans, dict(network.weight_monitors))

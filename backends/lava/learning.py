@@ -1,0 +1,217 @@
+"""STDP on the Lava backend: an IR `STDP` rule -> Lava ``LearningDense`` with a
+``Loihi2FLearningRule``, in fixed point (``fixed_pt``) only.
+
+The mapping (``plan_stdp``), with ``I`` = ``TRACE_IMPULSE`` (16) trace units per spike and ``q``
+the weight quantum (one weight mantissa step in the projection's weight unit, from
+`evospike.fixed_point`):
+
+- pre trace ``x1``: impulse ``I``, ``x1_tau = tau_plus_ms / dt``; post trace ``y1``: impulse
+  ``I``, ``y1_tau = tau_minus_ms / dt`` (Lava's trace taus are whole steps, 1..255);
+- ``dw = -mm * 2^em * x0 * y1 + mp * 2^ep * y0 * x1`` with ``mp * 2^ep`` the representable
+  value (mantissa 1..7, exponent -7..8) nearest ``a_plus / (q I)`` and likewise for
+  ``a_minus``: a post spike potentiates by the pre trace, a pre spike depresses by the post
+  trace, as the IR's all-to-all additive rule does;
+- the learning epoch is one step (``t_epoch = 1``); the random generators of Lava's stochastic
+  rounding are seeded (``rng_seed`` = ``RNG_SEED``), so a run is reproducible.
+
+What differs from the IR's float rule, by construction of Loihi 2's learning engine: traces are
+7-bit integers (0..127, stochastically rounded after each decay); weight changes are rounded
+stochastically to whole mantissas; the pre spike is paired at its emission step (the IR pairs
+at its arrival, one step later for delay 1); a pre and a post spike in the same step both
+count (the IR counts such a pair as pre-before-post only); the weight saturates at the 8-bit
+mantissa ceiling ``255 q`` (the IR clips at ``w_max``, which must be at least that ceiling).
+
+Refused by name (``stdp_refusals``): ``floating_pt``; nearest-spike pairing (Lava's impulse
+adds, it never resets a trace); multiplicative weight dependence; modulated STDP and
+`RewardModulatedSTDP`; ``w_min`` other than 0 or negative initial weights (the excitatory sign
+mode clips at 0); projections that are not all-to-all (``LearningDense`` learns every
+(pre, post) pair; Lava 0.10's ``LearningSparse`` stopped with an exception inside Lava's
+runtime, its cause not reported, when tried on a 2 x 2 fixed_pt network), have
+delays other than one step, a target channel other than ``exc``, or end on a population that
+is not CubaLIF; time constants that are not whole steps in 1..255; ``a_plus`` and ``a_minus``
+both 0.
+
+The torch backend's ``precision="fixed"`` takes the same plans (``plan_learning``) and runs
+Loihi 2's learning engine itself (``backends/torch/fixed_learning.py``), bit for bit.
+
+Not carried yet: `RewardModulatedSTDP` through ``Loihi3FLearningRule``. Lava 0.10's
+fixed-point ``LearningLIF`` model (``PyLearningLIFModelFixed``) never reads its
+``a_third_factor_in`` port nor sends ``s_out_bap``/``s_out_y1..y3``, and a Loihi3F connection
+overwrites its post traces with what the neuron sends every step, so it needs a neuron model of
+our own that keeps the post trace ``y1`` and sends the reward as ``y2``, plus the modulator's
+level per step as a 7-bit integer (precomputable only for reward drives that do not depend on
+the network's spikes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evospike.ir.network import Network
+from evospike.ir.neurons import CubaLIF
+from evospike.ir.nodes import WeightMonitor
+from evospike.ir.plasticity import STDP
+
+#: trace units a spike adds (Lava's default for STDPLoihi); traces saturate at 127
+TRACE_IMPULSE = 16
+#: seed of Lava's trace random generators (Lava draws one from the clock when none is given)
+RNG_SEED = 1
+MAX_TRACE_TAU = 255
+#: weight mantissa ceiling of the excitatory sign mode (8 bits)
+WEIGHT_MANT_MAX = 255
+
+
+@dataclass
+class LearningPlan:
+    """What the worker needs to build one learning connection."""
+
+    rule: str
+    dw: str
+    x1_tau: int
+    y1_tau: int
+    x1_impulse: int
+    y1_impulse: int
+    rng_seed: int
+    quantum: float  # weight units per mantissa step
+    #: (dependency, trace, signed mantissa, exponent) of each product of ``dw``, in its order
+    products: tuple[tuple[str, str, int, int], ...] = ()
+
+
+def _tau_steps(tau_ms: float, dt_ms: float) -> int | None:
+    steps = tau_ms / dt_ms
+    k = int(round(steps))
+    if abs(steps - k) > 1e-9 * max(1.0, steps) or not 1 <= k <= MAX_TRACE_TAU:
+        return None
+    return k
+
+
+def rules_by_projection(network: Network) -> dict[str, STDP]:
+    return {r.projection: r for r in network.plasticity.values() if type(r) is STDP}
+
+
+def stdp_refusals(rule: STDP, net: Network, tag: str) -> list[str]:
+    """Why ``rule`` cannot run on the lava backend (empty: it can)."""
+    label = f"STDP '{rule.name}'"
+    out = []
+    if tag != "fixed_pt":
+        out.append(f"{label}: carried in fixed_pt only (Loihi 2's learning engine)")
+    if rule.pairing != "all":
+        out.append(f"{label}: pairing='{rule.pairing}' (Lava's trace impulses add; only "
+                   "all-to-all pairing maps)")
+    if rule.weight_dependence != "additive":
+        out.append(f"{label}: weight_dependence='{rule.weight_dependence}' (only the additive "
+                   "rule maps)")
+    if rule.modulator is not None:
+        out.append(f"{label}: a modulator ('{rule.modulator}') is not carried by the lava "
+                   "backend")
+    if rule.a_plus == 0 and rule.a_minus == 0:
+        out.append(f"{label}: a_plus and a_minus are both 0 (nothing to learn)")
+    if rule.w_min != 0:
+        out.append(f"{label}: w_min={rule.w_min} (Lava's excitatory weights saturate at 0)")
+    for field in ("tau_plus_ms", "tau_minus_ms"):
+        if _tau_steps(getattr(rule, field), net.dt_ms) is None:
+            out.append(f"{label}: {field}={getattr(rule, field)} is not a whole number of "
+                       f"steps in 1..{MAX_TRACE_TAU} (dt {net.dt_ms} ms)")
+    proj = net.projections.get(rule.projection)
+    if proj is None:
+        return out + [f"{label}: projection '{rule.projection}' does not exist"]
+    if sum(1 for r in net.plasticity.values() if r.projection == proj.name) > 1:
+        out.append(f"{label}: projection '{proj.name}' carries more than one rule")
+    pre, post = proj.pre_indices(), proj.indices.astype(np.int64)
+    pairs = np.unique(pre * proj.n_post + post)
+    if proj.n_synapses != proj.n_pre * proj.n_post or pairs.size != proj.n_synapses:
+        out.append(f"{label}: projection '{proj.name}' is not all-to-all (Lava's LearningDense "
+                   "learns every (pre, post) pair)")
+    if proj.n_synapses and (np.any(proj.delays != 1)):
+        out.append(f"{label}: projection '{proj.name}' has delays other than one step")
+    if proj.target != "exc":
+        out.append(f"{label}: projection '{proj.name}' targets channel '{proj.target}' (only "
+                   "'exc' maps)")
+    if proj.n_synapses and np.any(proj.weights < 0):
+        out.append(f"{label}: projection '{proj.name}' has negative weights (excitatory "
+                   "sign mode only)")
+    post_pop = net.populations.get(proj.post)
+    if post_pop is None or not isinstance(post_pop.model, CubaLIF):
+        out.append(f"{label}: projection '{proj.name}' must end on a CubaLIF population")
+    return out
+
+
+def weight_monitor_refusals(mon: WeightMonitor, net: Network, tag: str) -> list[str]:
+    if mon.projection not in rules_by_projection(net):
+        return [f"WeightMonitor '{mon.name}': projection '{mon.projection}' has no STDP rule the "
+                "lava backend carries (its weights are fixed)"]
+    return []
+
+
+def _mant_exp(value: float) -> tuple[int, int] | None:
+    """(m, e) with m in 1..7, e in -7..8 and m * 2**e nearest ``value`` (> 0)."""
+    best = None
+    for e in range(-7, 9):
+        for m in range(1, 8):
+            err = abs(m * 2.0 ** e - value)
+            if best is None or err < best[0]:
+                best = (err, m, e)
+    assert best is not None
+    return best[1], best[2]
+
+
+def plan_stdp(rule: STDP, net: Network, quantum: float, notes: list[str]) -> LearningPlan:
+    """The Lava rule for ``rule``; ``quantum``: weight units per mantissa step. Appends the
+    quantization of the learning rates to ``notes``."""
+    from evospike.errors import EvoSpikeError
+
+    terms: list[str] = []
+    products: list[tuple[str, str, int, int]] = []
+    for sign, dep, trace, a, field in (("-", "x0", "y1", rule.a_minus, "a_minus"),
+                                       ("", "y0", "x1", rule.a_plus, "a_plus")):
+        if a == 0:
+            continue
+        target = a / (quantum * TRACE_IMPULSE)
+        m, e = _mant_exp(target)
+        got = m * 2.0 ** e
+        if abs(got - target) > 0.5 * target:
+            raise EvoSpikeError(
+                f"STDP '{rule.name}': {field}={a} is {target:.3g} weight mantissas per trace "
+                f"unit, outside what Loihi 2's learning engine represents (2^-7 .. 7 * 2^8)")
+        notes.append(f"STDP '{rule.name}': {field} {a:.6g} -> {got * quantum * TRACE_IMPULSE:.6g}"
+                     f" (rel. error {abs(got - target) / target:.2%})")
+        terms.append(f"{sign}{m} * 2^{e} * {dep} * {trace}")
+        products.append((dep, trace, -m if sign else m, e))
+    dw = " + ".join(terms).replace("+ -", "- ")
+    ceiling = WEIGHT_MANT_MAX * quantum
+    if rule.w_max < ceiling * (1 - 1e-9):
+        raise EvoSpikeError(
+            f"STDP '{rule.name}': w_max={rule.w_max} is below the weight ceiling Lava saturates "
+            f"at ({ceiling:.6g} = 255 mantissas of {quantum:.6g}); raise w_max to it")
+    if rule.w_max > ceiling * (1 + 1e-9):
+        notes.append(f"STDP '{rule.name}': weights saturate at {ceiling:.6g} (255 mantissas), "
+                     f"below w_max={rule.w_max}")
+    return LearningPlan("STDP", dw, _tau_steps(rule.tau_plus_ms, net.dt_ms) or 0,
+                        _tau_steps(rule.tau_minus_ms, net.dt_ms) or 0, TRACE_IMPULSE,
+                        TRACE_IMPULSE, RNG_SEED, quantum, tuple(products))
+
+
+def plan_learning(network: Network, fp, notes: list[str]) -> dict[str, LearningPlan]:
+    """Projection name -> its Lava learning plan, for the carried STDP rules of ``network``
+    quantized as ``fp`` (an `evospike.fixed_point.FixedPointNetwork`). The Lava backend and
+    the torch backend's fixed-point mode both take their learning integers from here."""
+    out = {}
+    for name, rule in rules_by_projection(network).items():
+        proj = fp.projections[name]
+        quantum = 2.0 ** (proj.weight_exp + fp.profile.act_shift) / fp.populations[
+            proj.post].scale
+        out[name] = plan_stdp(rule, network, quantum, notes)
+    return out
+
+
+def without_learning(network: Network) -> Network:
+    """``network`` without its STDP rules and weight monitors (for the quantizer, which runs
+    fixed weights: the learning part is planned here)."""
+    import dataclasses
+
+    carried = rules_by_projection(network)
+    plasticity = {k: r for k, r in network.plasticity.items() if r.projection not in carried or
+                  type(r) is not STDP}
+    return dataclasses.replace(network, plasticity=plasticity, weight_monitors={})
