@@ -381,7 +381,26 @@ def _kept_count(rate: float, n: int) -> int:
 
 # --------------------------------------------------------------------------- NumPy core
 
-class TerminalAttractorPruner:
+class PruningHistory:
+    """What the NumPy pruner and the torch optimizer wrapper share: reading their ``history``
+    (a list of `PruningRecord`)."""
+
+    history: list[PruningRecord]
+
+    @property
+    def rate(self) -> float:
+        """R(t) of the last step (0 before the first)."""
+        return self.history[-1].rate if self.history else 0.0
+
+    def history_array(self, field_name: str) -> np.ndarray:
+        """One field of every `PruningRecord` so far, as an array."""
+        if field_name not in PruningRecord.__dataclass_fields__:
+            raise EvoSpikeError(f"PruningRecord has no field '{field_name}' (fields: "
+                                f"{', '.join(PruningRecord.__dataclass_fields__)})")
+        return np.array([getattr(r, field_name) for r in self.history])
+
+
+class TerminalAttractorPruner(PruningHistory):
     """The whole rule on NumPy arrays: saliency, global threshold, schedule, regrowth and the
     attractor term. A simulation backend calls `step` once per update with the error E, the
     weights (modified in place) and the gradient (for a local rule: minus its proposed update).
@@ -440,18 +459,6 @@ class TerminalAttractorPruner:
     @property
     def pruned_fraction(self) -> float:
         return self.n_pruned / self.n_total
-
-    @property
-    def rate(self) -> float:
-        """R(t) of the last step (0 before the first)."""
-        return self.history[-1].rate if self.history else 0.0
-
-    def history_array(self, field_name: str) -> np.ndarray:
-        """One field of every `PruningRecord` so far, as an array."""
-        if field_name not in PruningRecord.__dataclass_fields__:
-            raise EvoSpikeError(f"PruningRecord has no field '{field_name}' (fields: "
-                                f"{', '.join(PruningRecord.__dataclass_fields__)})")
-        return np.array([getattr(r, field_name) for r in self.history])
 
     # -- the step ------------------------------------------------------------------------
     def _check_arrays(self, what: str, arrays: Mapping[str, np.ndarray]) -> None:

@@ -41,12 +41,12 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 
-import numpy as np
 import torch
 
 from evospike.errors import EvoSpikeError, ValidationError
 from evospike.pruning import (
     DEFAULTS,
+    PruningHistory,
     PruningRecord,
     PruningSchedule,
     _check_loss,
@@ -78,7 +78,7 @@ def _bottom_k_torch(scores: torch.Tensor, pruned: torch.Tensor,
     return out, float(scores[order[k - 1]])
 
 
-class TerminalAttractorOptimizer:
+class TerminalAttractorOptimizer(PruningHistory):
     """Wrap ``optimizer`` with terminal-attractor dynamic pruning of ``pruned``.
 
     ``pruned``: the parameters to prune, by name (a mapping or ``(name, parameter)`` pairs, e.g.
@@ -170,18 +170,6 @@ class TerminalAttractorOptimizer:
     @property
     def pruned_fraction(self) -> float:
         return self._n_pruned / self.n_total
-
-    @property
-    def rate(self) -> float:
-        """R(t) of the last step (0 before the first)."""
-        return self.history[-1].rate if self.history else 0.0
-
-    def history_array(self, field_name: str) -> np.ndarray:
-        """One field of every `PruningRecord` so far, as an array."""
-        if field_name not in PruningRecord.__dataclass_fields__:
-            raise EvoSpikeError(f"PruningRecord has no field '{field_name}' (fields: "
-                                f"{', '.join(PruningRecord.__dataclass_fields__)})")
-        return np.array([getattr(r, field_name) for r in self.history])
 
     @torch.no_grad()
     def apply_masks(self) -> None:
