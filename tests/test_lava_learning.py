@@ -12,7 +12,6 @@ from evospike.backends.lava import compiler
 from evospike.backends.lava.learning import _mant_exp
 from evospike.errors import EvoSpikeError
 from evospike.ir.modulators import Modulator
-from evospike.ir.plasticity import RewardModulatedSTDP
 from tests.test_lava_backend import needs_lava
 
 DT_MS = 1.0
@@ -83,17 +82,18 @@ def test_projection_shape_and_engine_are_checked():
     assert "projection 'late' has delays other than one step" in text
 
 
-def test_reward_modulated_stdp_and_unlearned_weight_monitors_are_refused():
+def test_unlearned_weight_monitors_and_modulated_stdp_are_refused():
     net = Network("r", dt_ms=DT_MS)
     pre = net.spike_source("pre", 1, [0], [5.0])
     post = net.population("post", 1, CubaLIF())
     proj = net.connect(pre, post, AllToAll(), weight=1.0, name="p")
     fixed = net.connect(pre, post, OneToOne(), weight=1.0, name="q")
     net.add(Modulator("reward", 50.0))
-    net.add(RewardModulatedSTDP("rstdp", proj.name, modulator="reward", w_max=100.0))
+    net.stdp(proj, a_plus=0.1, a_minus=0.1, w_max=100.0, modulator="reward")
     net.record_weights(fixed, every_steps=1)
     text = "; ".join(compiler.refusals(net, "fixed_pt"))
-    assert "RewardModulatedSTDP 'rstdp'" in text
+    assert "STDP 'p.stdp': a modulator ('reward') is not carried" in text
+    assert "Modulator 'reward': read by no RewardModulatedSTDP rule" in text
     assert "WeightMonitor 'q.weights'" in text and "has no STDP rule" in text
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from evospike.ir.modulators import Modulator
 from evospike.ir.network import Network
 from evospike.ir.neurons import LIF, CubaLIF
 from evospike.ir.nodes import (
@@ -36,7 +37,7 @@ from evospike.ir.nodes import (
     StateMonitor,
     WeightMonitor,
 )
-from evospike.ir.plasticity import STDP
+from evospike.ir.plasticity import STDP, RewardModulatedSTDP
 from evospike.realize import current_is_constant, initial_state, poisson_events, spike_time_steps
 from evospike.units import steps_of
 
@@ -211,12 +212,13 @@ NODE_COMPILERS: dict[type, Callable[..., list[str]]] = {
     # STDP (learning.py): LearningDense with a Loihi2FLearningRule, fixed_pt
     STDP: lambda node, net, tag: learning.stdp_refusals(node, net, tag),
     WeightMonitor: lambda node, net, tag: learning.weight_monitor_refusals(node, net, tag),
+    # RewardModulatedSTDP (three_factor.py): Loihi3FLearningRule, the reward sent by the
+    # post-synaptic neuron, fixed_pt
+    RewardModulatedSTDP: lambda node, net, tag: learning.stdp_refusals(node, net, tag),
+    Modulator: lambda node, net, tag: learning.modulator_refusals(node, net, tag),
 }
 
-_WHY_NOT = {
-    "RewardModulatedSTDP": "reward-modulated STDP is not carried by the lava backend yet "
-                           "(STDP is)",
-}
+_WHY_NOT: dict[str, str] = {}
 
 
 def _nodes(network: Network):

@@ -34,13 +34,8 @@ both 0.
 The torch backend's ``precision="fixed"`` takes the same plans (``plan_learning``) and runs
 Loihi 2's learning engine itself (``backends/torch/fixed_learning.py``), bit for bit.
 
-Not carried yet: `RewardModulatedSTDP` through ``Loihi3FLearningRule``. Lava 0.10's
-fixed-point ``LearningLIF`` model (``PyLearningLIFModelFixed``) never reads its
-``a_third_factor_in`` port nor sends ``s_out_bap``/``s_out_y1..y3``, and a Loihi3F connection
-overwrites its post traces with what the neuron sends every step, so it needs a neuron model of
-our own that keeps the post trace ``y1`` and sends the reward as ``y2``, plus the modulator's
-level per step as a 7-bit integer (precomputable only for reward drives that do not depend on
-the network's spikes).
+`RewardModulatedSTDP` maps onto a ``Loihi3FLearningRule`` with a post-synaptic neuron of our
+own that sends the reward; `three_factor` has that mapping.
 """
 
 from __future__ import annotations
@@ -49,10 +44,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evospike.ir.modulators import Modulator
 from evospike.ir.network import Network
 from evospike.ir.neurons import CubaLIF
 from evospike.ir.nodes import WeightMonitor
-from evospike.ir.plasticity import STDP
+from evospike.ir.plasticity import STDP, RewardModulatedSTDP
+
+from . import three_factor
 
 #: trace units a spike adds (Lava's default for STDPLoihi); traces saturate at 127
 TRACE_IMPULSE = 16
@@ -75,8 +73,15 @@ class LearningPlan:
     y1_impulse: int
     rng_seed: int
     quantum: float  # weight units per mantissa step
-    #: (dependency, trace, signed mantissa, exponent) of each product of ``dw``, in its order
-    products: tuple[tuple[str, str, int, int], ...] = ()
+    #: (dependency, factors, signed mantissa, exponent) of each product of ``dw``, in its order
+    products: tuple[tuple[str, tuple[str, ...], int, int], ...] = ()
+    #: RewardModulatedSTDP (three_factor.py): Lava's ``dt`` and its products, the decimation
+    #: exponent k of ``u_k``, and what the post-synaptic neuron sends
+    dt: str = ""
+    tag_products: tuple[tuple[str, tuple[str, ...], int, int], ...] = ()
+    decimate: int = 0
+    reward: three_factor.RewardPlan | None = None
+    tag_quantum: float = 0.0
 
 
 def _tau_steps(tau_ms: float, dt_ms: float) -> int | None:
@@ -87,25 +92,32 @@ def _tau_steps(tau_ms: float, dt_ms: float) -> int | None:
     return k
 
 
+CARRIED_RULES = (STDP, RewardModulatedSTDP)
+
+
 def rules_by_projection(network: Network) -> dict[str, STDP]:
-    return {r.projection: r for r in network.plasticity.values() if type(r) is STDP}
+    """Projection -> its STDP or RewardModulatedSTDP rule (the rules Lava may carry)."""
+    return {r.projection: r for r in network.plasticity.values() if type(r) in CARRIED_RULES}
 
 
 def stdp_refusals(rule: STDP, net: Network, tag: str) -> list[str]:
-    """Why ``rule`` cannot run on the lava backend (empty: it can)."""
-    label = f"STDP '{rule.name}'"
+    """Why ``rule`` (STDP or RewardModulatedSTDP) cannot run on the lava backend (empty: it
+    can)."""
+    label = f"{type(rule).__name__} '{rule.name}'"
     out = []
     if tag != "fixed_pt":
         out.append(f"{label}: carried in fixed_pt only (Loihi 2's learning engine)")
+    if isinstance(rule, RewardModulatedSTDP):
+        out += three_factor.rstdp_refusals(rule, net, tag, _mant_exp)
+    elif rule.modulator is not None:
+        out.append(f"{label}: a modulator ('{rule.modulator}') is not carried by the lava "
+                   f"backend (modulation '{rule.modulation}'; RewardModulatedSTDP is)")
     if rule.pairing != "all":
         out.append(f"{label}: pairing='{rule.pairing}' (Lava's trace impulses add; only "
                    "all-to-all pairing maps)")
     if rule.weight_dependence != "additive":
         out.append(f"{label}: weight_dependence='{rule.weight_dependence}' (only the additive "
                    "rule maps)")
-    if rule.modulator is not None:
-        out.append(f"{label}: a modulator ('{rule.modulator}') is not carried by the lava "
-                   "backend")
     if rule.a_plus == 0 and rule.a_minus == 0:
         out.append(f"{label}: a_plus and a_minus are both 0 (nothing to learn)")
     if rule.w_min != 0:
@@ -145,6 +157,29 @@ def weight_monitor_refusals(mon: WeightMonitor, net: Network, tag: str) -> list[
     return []
 
 
+def modulator_refusals(mod: Modulator, net: Network, tag: str) -> list[str]:
+    return three_factor.modulator_refusals(mod, net, tag)
+
+
+def learning_refusals(net: Network, tag: str) -> list[str]:
+    """Every reason the learning parts of ``net`` (rules, their modulators, weight monitors)
+    cannot run on Lava's learning engine."""
+    out = [r for rule in rules_by_projection(net).values()
+           for r in stdp_refusals(rule, net, tag)]
+    out += [r for mod in _carried_modulators(net).values()
+            for r in modulator_refusals(mod, net, tag)]
+    out += [r for mon in net.weight_monitors.values()
+            for r in weight_monitor_refusals(mon, net, tag)]
+    return out
+
+
+def _carried_modulators(net: Network) -> dict[str, Modulator]:
+    """The modulators read by the RewardModulatedSTDP rules Lava may carry."""
+    names = {r.modulator for r in rules_by_projection(net).values()
+             if isinstance(r, RewardModulatedSTDP)}
+    return {n: net.processes[n] for n in names if isinstance(net.processes.get(n), Modulator)}
+
+
 def _mant_exp(value: float) -> tuple[int, int] | None:
     """(m, e) with m in 1..7, e in -7..8 and m * 2**e nearest ``value`` (> 0)."""
     best = None
@@ -178,19 +213,40 @@ def plan_stdp(rule: STDP, net: Network, quantum: float, notes: list[str]) -> Lea
         notes.append(f"STDP '{rule.name}': {field} {a:.6g} -> {got * quantum * TRACE_IMPULSE:.6g}"
                      f" (rel. error {abs(got - target) / target:.2%})")
         terms.append(f"{sign}{m} * 2^{e} * {dep} * {trace}")
-        products.append((dep, trace, -m if sign else m, e))
+        products.append((dep, (trace,), -m if sign else m, e))
     dw = " + ".join(terms).replace("+ -", "- ")
-    ceiling = WEIGHT_MANT_MAX * quantum
-    if rule.w_max < ceiling * (1 - 1e-9):
-        raise EvoSpikeError(
-            f"STDP '{rule.name}': w_max={rule.w_max} is below the weight ceiling Lava saturates "
-            f"at ({ceiling:.6g} = 255 mantissas of {quantum:.6g}); raise w_max to it")
-    if rule.w_max > ceiling * (1 + 1e-9):
-        notes.append(f"STDP '{rule.name}': weights saturate at {ceiling:.6g} (255 mantissas), "
-                     f"below w_max={rule.w_max}")
+    _check_ceiling(rule, quantum, notes)
     return LearningPlan("STDP", dw, _tau_steps(rule.tau_plus_ms, net.dt_ms) or 0,
                         _tau_steps(rule.tau_minus_ms, net.dt_ms) or 0, TRACE_IMPULSE,
                         TRACE_IMPULSE, RNG_SEED, quantum, tuple(products))
+
+
+def _check_ceiling(rule: STDP, quantum: float, notes: list[str]) -> None:
+    from evospike.errors import EvoSpikeError
+
+    label = f"{type(rule).__name__} '{rule.name}'"
+    ceiling = WEIGHT_MANT_MAX * quantum
+    if rule.w_max < ceiling * (1 - 1e-9):
+        raise EvoSpikeError(
+            f"{label}: w_max={rule.w_max} is below the weight ceiling Lava saturates "
+            f"at ({ceiling:.6g} = 255 mantissas of {quantum:.6g}); raise w_max to it")
+    if rule.w_max > ceiling * (1 + 1e-9):
+        notes.append(f"{label}: weights saturate at {ceiling:.6g} (255 mantissas), "
+                     f"below w_max={rule.w_max}")
+
+
+def plan_rstdp(rule: RewardModulatedSTDP, net: Network, quantum: float,
+               notes: list[str]) -> LearningPlan:
+    """The Loihi3F rule for ``rule`` (see `three_factor`)."""
+    mapping = three_factor.plan_three_factor(rule, net, quantum, _mant_exp, notes)
+    _check_ceiling(rule, quantum, notes)
+    return LearningPlan(
+        "RewardModulatedSTDP", three_factor.rule_string(mapping.weight_products,
+                                                        mapping.decimate),
+        _tau_steps(rule.tau_plus_ms, net.dt_ms) or 0, 0, TRACE_IMPULSE, 0, RNG_SEED, quantum,
+        mapping.weight_products, three_factor.rule_string(mapping.tag_products,
+                                                          mapping.decimate),
+        mapping.tag_products, mapping.decimate, mapping.reward, mapping.tag_quantum)
 
 
 def plan_learning(network: Network, fp, notes: list[str]) -> dict[str, LearningPlan]:
@@ -202,16 +258,23 @@ def plan_learning(network: Network, fp, notes: list[str]) -> dict[str, LearningP
         proj = fp.projections[name]
         quantum = 2.0 ** (proj.weight_exp + fp.profile.act_shift) / fp.populations[
             proj.post].scale
-        out[name] = plan_stdp(rule, network, quantum, notes)
+        plan = plan_rstdp if isinstance(rule, RewardModulatedSTDP) else plan_stdp
+        out[name] = plan(rule, network, quantum, notes)
     return out
 
 
 def without_learning(network: Network) -> Network:
-    """``network`` without its STDP rules and weight monitors (for the quantizer, which runs
-    fixed weights: the learning part is planned here)."""
+    """``network`` without its carried learning rules, their modulators (unless recorded) and
+    weight monitors (for the quantizer, which runs fixed weights: the learning part is planned
+    here)."""
     import dataclasses
 
     carried = rules_by_projection(network)
-    plasticity = {k: r for k, r in network.plasticity.items() if r.projection not in carried or
-                  type(r) is not STDP}
-    return dataclasses.replace(network, plasticity=plasticity, weight_monitors={})
+    plasticity = {k: r for k, r in network.plasticity.items()
+                  if carried.get(r.projection) is not r}
+    recorded = {m.target for m in network.state_monitors.values()}
+    drop = {n for n in _carried_modulators(network) if n not in recorded and not any(
+        getattr(r, "modulator", None) == n for r in plasticity.values())}
+    processes = {k: p for k, p in network.processes.items() if k not in drop}
+    return dataclasses.replace(network, plasticity=plasticity, weight_monitors={},
+                               processes=processes)

@@ -61,6 +61,7 @@ def write_job(plan: Plan, seeds: tuple[int, ...], n_steps: int, chunk_steps: int
             s.create_dataset("bias_mant", data=np.asarray(p.bias_mant, dtype=dtype))
             s.create_dataset("bias_exp", data=np.asarray(p.bias_exp, dtype=dtype))
         g = f.create_group("connections")
+        rewards = {}
         for c in plan.connections:
             s = g.create_group(c.name)
             s.attrs.update(pre=c.pre, post=c.post, n_pre=c.n_pre, n_post=c.n_post,
@@ -74,6 +75,15 @@ def write_job(plan: Plan, seeds: tuple[int, ...], n_steps: int, chunk_steps: int
                 s.attrs.update(learning=1, dw=lp.dw, x1_tau=lp.x1_tau, y1_tau=lp.y1_tau,
                                x1_impulse=lp.x1_impulse, y1_impulse=lp.y1_impulse,
                                rng_seed=lp.rng_seed)
+                if lp.reward is not None:  # RewardModulatedSTDP (three_factor.py)
+                    s.attrs.update(three_factor=1, dt=lp.dt)
+                    rewards[lp.reward.post] = lp.reward
+        # RewardModulatedSTDP (three_factor.py): the post-synaptic neurons send the reward
+        for name, rp in rewards.items():
+            s = f["populations"][name]
+            s.attrs.update(three_factor=1, trace_decay=rp.trace_decay,
+                           trace_impulse=rp.trace_impulse)
+            s.create_dataset("reward", data=rp.table(net.dt_ms, n_steps))
         g = f.create_group("weight_monitors")  # STDP (learning.py)
         for name, mon in net.weight_monitors.items():
             g.create_group(name).attrs.update(connection=mon.projection,

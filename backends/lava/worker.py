@@ -10,10 +10,14 @@ only NumPy, SciPy, h5py and lava; it imports nothing from EvoSpike.
 
     /                       attrs: format, version, select_tag, n_steps, chunk_steps, n_trials
     /populations/<name>     attrs: size, process ("LIF" | "LIFRefractory"), refractory_period,
-                            du, dv, vth, component; datasets bias_mant (n,), bias_exp (n,)
+                            du, dv, vth, component; datasets bias_mant (n,), bias_exp (n,);
+                            a three-factor post-synaptic population also attrs three_factor,
+                            trace_decay, trace_impulse and dataset reward (n_steps,)
     /connections/<name>     attrs: pre, post, n_pre, n_post, process ("Sparse" | "DelaySparse"),
                             weight_exp, num_weight_bits, component;
-                            datasets post (nnz,), pre (nnz,), weights (nnz,), delays (nnz,)
+                            datasets post (nnz,), pre (nnz,), weights (nnz,), delays (nnz,);
+                            a learning one also attrs learning, dw, x1_tau, x1_impulse, y1_tau,
+                            y1_impulse, rng_seed (and three_factor, dt for a Loihi3F rule)
     /sources/<name>         attrs: size, component
     /traces/<monitor>       attrs: target, variable, every_steps; dataset neurons (m,)
     /spike_monitors         attr names: populations whose spikes are recorded
@@ -216,12 +220,97 @@ def io_processes() -> dict:
 
     return {
         "EventSource": EventSource, "SpikeRecorder": SpikeRecorder,
-        "StateRecorder": StateRecorder,
+        "StateRecorder": StateRecorder, "ThreeFactorLIF": three_factor_neuron(),
         "floating_pt": {EventSource: PySourceFloat, SpikeRecorder: PySpikesFloat,
                         StateRecorder: PyStateFloat},
         "fixed_pt": {EventSource: PySourceFixed, SpikeRecorder: PySpikesFixed,
                      StateRecorder: PyStateFixed},
     }
+
+
+def three_factor_neuron() -> tuple[type, type]:
+    """The post-synaptic neuron of a Loihi3F learning connection (EvoSpike's
+    ``backends/lava/three_factor.py`` has the equations): Lava's bit-accurate LIF, its
+    arithmetic unchanged, that also keeps a post trace and sends, every step, its spikes as
+    the back-propagating action potential, the trace as ``y1`` and the step's reward as
+    ``y2`` (positive part) and ``y3`` (negative part).
+
+    Lava 0.10's fixed-point ``LearningLIF`` model neither sends these nor reads its third
+    factor port, and a Loihi3F connection overwrites its post traces with what the neuron
+    sends, so a learning neuron has to compute them itself (on Loihi 2, its microcode
+    would). The reward is a per-step table computed before the run."""
+    from lava.magma.core.decorator import implements, requires, tag
+    from lava.magma.core.model.py.ports import PyOutPort
+    from lava.magma.core.model.py.type import LavaPyType
+    from lava.magma.core.process.ports.ports import InPort, OutPort
+    from lava.magma.core.process.process import AbstractProcess
+    from lava.magma.core.process.variable import Var
+    from lava.magma.core.resources import CPU
+    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+    from lava.proc.lif.models import AbstractPyLifModelFixed, PyLifModelBitAcc
+
+    frac_bits = 6  # the trace's fractional bits
+    trace_max = 127
+
+    class ThreeFactorLIF(AbstractProcess):
+        def __init__(self, *, shape, u, v, du, dv, vth, bias_mant, bias_exp, trace_decay,
+                     trace_impulse, reward, name=None):
+            super().__init__(shape=shape, trace_decay=trace_decay, trace_impulse=trace_impulse,
+                             reward=reward, name=name)
+            self.a_in = InPort(shape=shape)
+            self.s_out = OutPort(shape=shape)
+            self.s_out_bap = OutPort(shape=shape)
+            self.s_out_y1 = OutPort(shape=shape)
+            self.s_out_y2 = OutPort(shape=shape)
+            self.s_out_y3 = OutPort(shape=shape)
+            self.u = Var(shape=shape, init=u)
+            self.v = Var(shape=shape, init=v)
+            self.du = Var(shape=(1,), init=du)
+            self.dv = Var(shape=(1,), init=dv)
+            self.vth = Var(shape=(1,), init=vth)
+            self.bias_mant = Var(shape=shape, init=bias_mant)
+            self.bias_exp = Var(shape=shape, init=bias_exp)
+            self.post_trace = Var(shape=shape, init=0)
+
+    # PyLifModelBitAcc already names its Process; take its base and its threshold methods
+    @implements(proc=ThreeFactorLIF, protocol=LoihiProtocol)
+    @requires(CPU)
+    @tag("fixed_pt")
+    class PyThreeFactorLIFBitAcc(AbstractPyLifModelFixed):
+        s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+        s_out_bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool, precision=1)
+        s_out_y1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
+        s_out_y2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
+        s_out_y3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
+        vth: int = LavaPyType(int, np.int32, precision=17)
+        post_trace: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
+        scale_threshold = PyLifModelBitAcc.scale_threshold
+        spiking_activation = PyLifModelBitAcc.spiking_activation
+
+        def __init__(self, proc_params):
+            super().__init__(proc_params)
+            self.effective_vth = 0
+            self.keep = self.decay_unity - int(proc_params["trace_decay"])
+            self.impulse = int(proc_params["trace_impulse"]) << frac_bits
+            self.reward = np.asarray(proc_params["reward"], dtype=np.int64)
+
+        def run_spk(self) -> None:
+            super().run_spk()  # Lava's LIF step; sends s_out
+            spiked = np.asarray(self.s_out_buff, dtype=bool)
+            trace = (self.post_trace.astype(np.int64) * self.keep) >> self.decay_shift
+            trace = np.where(spiked, np.minimum(trace + self.impulse, trace_max << frac_bits),
+                             trace)
+            self.post_trace[:] = trace
+            step = self.time_step - 1
+            r = int(self.reward[step]) if step < self.reward.size else 0
+            shape = self.post_trace.shape
+            self.s_out_bap.send(spiked)
+            self.s_out_y1.send(np.minimum((trace + (1 << (frac_bits - 1))) >> frac_bits,
+                                          trace_max).astype(np.int32))
+            self.s_out_y2.send(np.full(shape, max(r, 0), dtype=np.int32))
+            self.s_out_y3.send(np.full(shape, max(-r, 0), dtype=np.int32))
+
+    return ThreeFactorLIF, PyThreeFactorLIFBitAcc
 
 
 def _read_parts(path: str) -> list[np.ndarray]:
@@ -260,7 +349,13 @@ class Component:
                 bias_exp=g["bias_exp"][()].astype(dtype),
                 name=name,
             )
-            if _text(g.attrs["process"]) == "LIFRefractory":
+            if int(g.attrs.get("three_factor", 0)):  # RewardModulatedSTDP (three_factor.py)
+                process, model = io["ThreeFactorLIF"]
+                proc = process(trace_decay=int(g.attrs["trace_decay"]),
+                               trace_impulse=int(g.attrs["trace_impulse"]),
+                               reward=g["reward"][()].astype(np.int64), **kwargs)
+                self.models[proc] = model
+            elif _text(g.attrs["process"]) == "LIFRefractory":
                 proc = LIFRefractory(refractory_period=int(g.attrs["refractory_period"]),
                                      **kwargs)
             else:
@@ -292,9 +387,22 @@ class Component:
                     dw=_text(g.attrs["dw"]), x1_impulse=int(g.attrs["x1_impulse"]),
                     x1_tau=int(g.attrs["x1_tau"]), y1_impulse=int(g.attrs["y1_impulse"]),
                     y1_tau=int(g.attrs["y1_tau"]), t_epoch=1, rng_seed=int(g.attrs["rng_seed"]))
+                post_proc = self.neurons[_text(g.attrs["post"])]
+                if int(g.attrs.get("three_factor", 0)):  # RewardModulatedSTDP (three_factor.py)
+                    from lava.magma.core.learning.learning_rule import Loihi3FLearningRule
+
+                    rule = Loihi3FLearningRule(
+                        dw=_text(g.attrs["dw"]), dt=_text(g.attrs["dt"]),
+                        x1_impulse=int(g.attrs["x1_impulse"]), x1_tau=int(g.attrs["x1_tau"]),
+                        t_epoch=1, rng_seed=int(g.attrs["rng_seed"]))
                 kwargs["weights"] = weights.toarray()
                 conn = LearningDense(learning_rule=rule, sign_mode=SignMode.EXCITATORY, **kwargs)
-                self.neurons[_text(g.attrs["post"])].s_out.connect(conn.s_in_bap)
+                if int(g.attrs.get("three_factor", 0)):
+                    post_proc.s_out_bap.connect(conn.s_in_bap)
+                    for k in (1, 2, 3):
+                        getattr(post_proc, f"s_out_y{k}").connect(getattr(conn, f"s_in_y{k}"))
+                else:
+                    post_proc.s_out.connect(conn.s_in_bap)
                 self.learning[name] = conn
             elif _text(g.attrs["process"]) == "DelaySparse":
                 delays = _sparse(post, pre, g["delays"][()].astype(np.int64), shape)

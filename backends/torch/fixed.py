@@ -190,6 +190,8 @@ class FixedRunner:
         # STDP (fixed_learning.py): plastic projections run Lava's learning engine
         self.learning = {name: LearningProjection.build(fx.projections[name], plan, trials, dev)
                          for name, plan in (learning or {}).items()}
+        for lp in self.learning.values():
+            lp.dt_ms = fx.dt_ms
         self.weight_monitors = dict(weight_monitors or {})
         self._weight_steps: dict[str, list[int]] = {k: [] for k in self.weight_monitors}
         self._weight_values: dict[str, list[np.ndarray]] = {k: [] for k in self.weight_monitors}
@@ -325,7 +327,8 @@ class FixedRunner:
         trials = len(self.seeds)
         meta = {
             "network": fx.name, "backend": "torch", "engine": "fixed",
-            "engine_note": f"integer engine, profile {fx.profile.name}",
+            "engine_note": "; ".join([f"integer engine, profile {fx.profile.name}",
+                                      *fx.notes]),
             "device": str(self.device), "precision": "fixed", "fixed_profile": fx.profile.name,
             "fixed_scales": json.dumps({k: p.scale for k, p in fx.populations.items()}),
             "dt_ms": fx.dt_ms, "n_steps": self.step, "duration_ms": self.step * fx.dt_ms,
@@ -388,13 +391,10 @@ def compile_fixed(network: Network, seeds: tuple[int, ...], device: str = "cpu",
     # runs the rest (and refuses every other plasticity rule by name)
     from evospike.backends.lava import learning
 
-    reasons = [r for rule in learning.rules_by_projection(network).values()
-               for r in learning.stdp_refusals(rule, network, "fixed_pt")]
+    reasons = learning.learning_refusals(network, "fixed_pt")
     if learning.rules_by_projection(network) and get_profile(profile).name != "loihi2":
         reasons.append(f"STDP: the learning engine is Loihi 2's; profile "
                        f"'{get_profile(profile).name}' has none")
-    reasons += [r for mon in network.weight_monitors.values()
-                for r in learning.weight_monitor_refusals(mon, network, "fixed_pt")]
     try:
         fx = quantize(learning.without_learning(network), profile)
     except FixedPointUnsupported as exc:

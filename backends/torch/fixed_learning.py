@@ -22,6 +22,15 @@ The random numbers are Lava's: NumPy ``default_rng`` generators seeded with ``rn
 ``rng_seed + 2`` (pre and post trace decay, advanced twice per step before the learning phase)
 and 2 (the synaptic variable, advanced once per step at the start of the learning phase). Every
 trial draws the same numbers, as every Lava trial builds its processes afresh.
+
+RewardModulatedSTDP (``evospike.backends.lava.three_factor`` has the mapping): the post
+neuron keeps its own trace (12-bit decay, 6 fractional bits) and sends it as ``y1`` with the
+step's reward as ``y2``/``y3``; the connection decays what it received with Loihi3F's
+time constant 65535 (the same stochastic rounding, the post decay random number), then
+updates the tag ``t`` and the weight from the values they had before the step, product by
+product, each product shifted right by ``max(0, widths - 15)`` (widths: 1-bit dependency
+aside, 7 per trace, 9 for the tag, 4 for the mantissa) before its exponent; the tag is
+rounded stochastically with the weight's random number and clipped to -257..255.
 """
 
 from __future__ import annotations
@@ -32,6 +41,15 @@ import numpy as np
 import torch
 
 TRACE_MAX = 127
+#: bits of each factor as Loihi 2's learning engine saturates it (x0/y0/u are 1-bit gates)
+FACTOR_WIDTH = {"x1": 7, "y1": 7, "y2": 7, "y3": 7, "t": 9}
+MANT_WIDTH = 4
+ACC_WIDTH = 15
+TAG_MIN, TAG_MAX = -257, 255
+#: Loihi3F's post trace time constant: the connection decays what the neuron sent by it
+THREE_FACTOR_Y_TAU = 65535
+TRACE_FRAC_BITS = 6
+DECAY_SHIFT = 12
 ACC_MAX = 2 ** 15 - 1
 ACC_MIN = -(2 ** 15) - 1
 ACC_SHIFT = 7  # W_ACCUMULATOR_S - W_WEIGHTS_S
@@ -79,6 +97,18 @@ class LearningProjection:
     rng_x: _Stream
     rng_y: _Stream
     rng_w: _Stream
+    #: RewardModulatedSTDP (three_factor.py): tag (trials, n_post, n_pre), tag products,
+    #: decimation exponent, the neuron's trace (trials, n_post), reward per step
+    tag: torch.Tensor | None = None
+    tag_products: tuple = ()
+    decimate: int = 0
+    neuron_trace: torch.Tensor | None = None
+    trace_keep: int = 0
+    trace_impulse: int = 0
+    reward: object = None
+    y_decay_3f: float = 0.0
+    _reward_table: np.ndarray | None = None
+    dt_ms: float = 1.0
 
     @classmethod
     def build(cls, fproj, plan, trials: int, device: torch.device) -> LearningProjection:
@@ -90,15 +120,24 @@ class LearningProjection:
         w = torch.as_tensor(dense, device=device).unsqueeze(0).repeat(trials, 1, 1)
         # the factor exactly as Lava computes it: np.exp(-t / taus) with t = 1
         x_decay = float(np.exp(-1 / np.array([plan.x1_tau]))[0])
-        y_decay = float(np.exp(-1 / np.array([plan.y1_tau]))[0])
+        y_decay = float(np.exp(-1 / np.array([plan.y1_tau or THREE_FACTOR_Y_TAU]))[0])
         zeros = torch.zeros
-        return cls(fproj.name, fproj.pre, fproj.post, fproj.n_pre, fproj.n_post, w,
-                   int(fproj.weight_exp),
-                   zeros((trials, fproj.n_pre), dtype=torch.int64, device=device),
-                   zeros((trials, fproj.n_post), dtype=torch.int64, device=device),
-                   x_decay, y_decay, int(plan.x1_impulse), int(plan.y1_impulse),
-                   tuple(plan.products), post_idx, pre_idx, float(plan.quantum),
-                   _Stream(plan.rng_seed), _Stream(plan.rng_seed + 2), _Stream(CONN_VAR_SEED))
+        lp = cls(fproj.name, fproj.pre, fproj.post, fproj.n_pre, fproj.n_post, w,
+                 int(fproj.weight_exp),
+                 zeros((trials, fproj.n_pre), dtype=torch.int64, device=device),
+                 zeros((trials, fproj.n_post), dtype=torch.int64, device=device),
+                 x_decay, y_decay, int(plan.x1_impulse), int(plan.y1_impulse),
+                 tuple(plan.products), post_idx, pre_idx, float(plan.quantum),
+                 _Stream(plan.rng_seed), _Stream(plan.rng_seed + 2), _Stream(CONN_VAR_SEED))
+        if plan.reward is not None:  # RewardModulatedSTDP (three_factor.py)
+            lp.tag = torch.zeros_like(w)
+            lp.tag_products = tuple(plan.tag_products)
+            lp.decimate = int(plan.decimate)
+            lp.neuron_trace = zeros((trials, fproj.n_post), dtype=torch.int64, device=device)
+            lp.trace_keep = (1 << DECAY_SHIFT) - int(plan.reward.trace_decay)
+            lp.trace_impulse = int(plan.reward.trace_impulse) << TRACE_FRAC_BITS
+            lp.reward = plan.reward
+        return lp
 
     def propagate(self, fired: torch.Tensor, post_buf: torch.Tensor, step: int) -> None:
         """Add this step's weight sums of the spikes ``fired`` (trials, n_pre) bool into the
@@ -121,27 +160,86 @@ class LearningProjection:
         # synaptic one once at the start of each learning phase
         k = 2 * step + 2
         x = self._decay(self.x_trace, self.x_decay, self.rng_x.at(k))
-        y = self._decay(self.y_trace, self.y_decay, self.rng_y.at(k))
         x = torch.where(pre_spiked, (x + self.x_impulse).clamp(0, TRACE_MAX), x)
+        self.x_trace = x
+        if self.reward is not None:
+            self._learn_three_factor(step, k, pre_spiked, post_spiked)
+            return
+        y = self._decay(self.y_trace, self.y_decay, self.rng_y.at(k))
         y = torch.where(post_spiked, (y + self.y_impulse).clamp(0, TRACE_MAX), y)
-        self.x_trace, self.y_trace = x, y
+        self.y_trace = y
         if bool(pre_spiked.any()) or bool(post_spiked.any()):
-            acc = self.weights << ACC_SHIFT
-            factors = {"x0": pre_spiked.unsqueeze(1), "y0": post_spiked.unsqueeze(2),
-                       "x1": x.clamp(-128, 127).unsqueeze(1),
-                       "y1": y.clamp(-128, 127).unsqueeze(2)}
-            for dep, trace, mant, exp in self.products:
-                term = factors[dep].to(torch.int64) * factors[trace] * mant
-                term = (term << (exp + ACC_SHIFT)).clamp(ACC_MIN, ACC_MAX)
-                acc = (acc + term).clamp(ACC_MIN, ACC_MAX)
-            acc = acc.clamp(min=0)
-            r = self.rng_w.at(step + 1)
-            q = acc.to(torch.float64) / ROUND_UNIT
-            floor = torch.floor(q)
-            rounded = floor.to(torch.int64) + ((q - floor) > r).to(torch.int64)
-            self.weights = ((rounded * ROUND_UNIT) >> ACC_SHIFT).clamp(0, WEIGHT_MAX)
+            values = {"x0": pre_spiked.unsqueeze(1), "y0": post_spiked.unsqueeze(2),
+                      "x1": x.unsqueeze(1), "y1": y.unsqueeze(2)}
+            acc = _apply(self.weights << ACC_SHIFT, self.products, values)
+            self.weights = self._round(acc.clamp(min=0), step).clamp(0, WEIGHT_MAX)
+
+    def _round(self, acc: torch.Tensor, step: int) -> torch.Tensor:
+        """Stochastic rounding of an accumulator to whole synaptic-variable units."""
+        r = self.rng_w.at(step + 1)
+        q = acc.to(torch.float64) / ROUND_UNIT
+        floor = torch.floor(q)
+        rounded = floor.to(torch.int64) + ((q - floor) > r).to(torch.int64)
+        return (rounded * ROUND_UNIT) >> ACC_SHIFT
+
+    def _reward_at(self, step: int) -> int:
+        table = self._reward_table
+        if table is None or step >= table.size:
+            n = max(2 * (table.size if table is not None else 0), step + 1, 1024)
+            table = self._reward_table = self.reward.table(self.dt_ms, n)
+        return int(table[step])
+
+    def _learn_three_factor(self, step: int, k: int, pre_spiked: torch.Tensor,
+                            post_spiked: torch.Tensor) -> None:
+        """RewardModulatedSTDP: the neuron's side, then the Loihi3F connection's."""
+        s = (self.neuron_trace * self.trace_keep) >> DECAY_SHIFT
+        s = torch.where(post_spiked, (s + self.trace_impulse).clamp(
+            max=TRACE_MAX << TRACE_FRAC_BITS), s)
+        self.neuron_trace = s
+        y1 = ((s + (1 << (TRACE_FRAC_BITS - 1))) >> TRACE_FRAC_BITS).clamp(max=TRACE_MAX)
+        r = self._reward_at(step)
+        r_y = self.rng_y.at(k)
+        y = {"y1": self._decay(y1, self.y_decay, r_y)}
+        for name, level in (("y2", max(r, 0)), ("y3", max(-r, 0))):
+            sent = torch.full_like(y1, level)
+            y[name] = self._decay(sent, self.y_decay, r_y)
+        u = (step + 1) % (1 << self.decimate) == 0
+        if not (u or bool(pre_spiked.any()) or bool(post_spiked.any())):
+            return
+        gate = torch.ones((), dtype=torch.bool, device=self.weights.device) if u else \
+            torch.zeros((), dtype=torch.bool, device=self.weights.device)
+        values = {"x0": pre_spiked.unsqueeze(1), "y0": post_spiked.unsqueeze(2), "u": gate,
+                  "x1": self.x_trace.unsqueeze(1), "t": self.tag,
+                  **{name: v.unsqueeze(2) for name, v in y.items()}}
+        if u and self.products:
+            acc = _apply(self.weights << ACC_SHIFT, self.products, values)
+            weights = self._round(acc.clamp(min=0), step).clamp(0, WEIGHT_MAX)
+        else:
+            weights = self.weights
+        acc = _apply(self.tag << ACC_SHIFT, self.tag_products, values)
+        self.tag = self._round(acc, step).clamp(TAG_MIN, TAG_MAX)
+        self.weights = weights
 
     def weights_ir(self) -> np.ndarray:
         """(trials, synapses) float64 weights in the IR's order and unit."""
         w = self.weights.cpu().numpy()[:, self.post_idx, self.pre_idx]
         return w.astype(np.float64) * self.quantum
+
+
+def _apply(acc: torch.Tensor, products, values: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Add ``products`` ((dependency, factors, signed mantissa, exponent)) to the 16-bit signed
+    accumulator ``acc`` as Loihi 2's learning engine does (Lava's
+    ``LearningRuleApplierBitApprox``): each factor saturated to its width, the product
+    shifted right by what exceeds 15 bits, then left by ``exponent + 7``, saturated, added,
+    saturated."""
+    for dep, factors, mant, exp in products:
+        term = values[dep].to(torch.int64)
+        width = MANT_WIDTH
+        for name in factors:
+            bits = FACTOR_WIDTH[name]
+            term = term * values[name].clamp(-(2 ** bits), 2 ** bits - 1)
+            width += bits
+        term = (term * mant) >> max(0, width - ACC_WIDTH)
+        term = (term << (exp + ACC_SHIFT)).clamp(ACC_MIN, ACC_MAX)
+        acc = (acc + term).clamp(ACC_MIN, ACC_MAX)
+    return acc
