@@ -12,7 +12,6 @@ from evospike import AllToAll, CubaLIF, Network, OneToOne
 from evospike.backends import get_backend
 from evospike.backends.lava import compiler, three_factor
 from evospike.backends.lava.learning import _mant_exp
-from evospike.errors import EvoSpikeError
 from evospike.ir.modulators import (
     Modulator,
     NoveltyDrive,
@@ -26,13 +25,15 @@ DT_MS = 1.0
 WEIGHTS = "plastic.weights"
 
 
-def _pairing(reward_ms: float | None = 30.0, amount: float = 1.0, **rule) -> Network:
+def _pairing(reward_ms: float | None = 30.0, amount: float = 1.0, refractory_ms: float = 0.0,
+             **rule) -> Network:
     """Pre neuron 0 fires 5 steps before a kicked post spike (step 10), pre neuron 1 four
     steps after it; a reward of ``amount`` arrives at ``reward_ms`` (None: no reward)."""
     net = Network("lava_rstdp", dt_ms=DT_MS)
     pre = net.spike_source("pre", 2, [0, 1], [5.0, 14.0])
     kick = net.spike_source("kick", 1, [0], [9.0])
-    post = net.population("post", 1, CubaLIF(du=1.0, dv=0.0, v_thresh=10.0))
+    post = net.population("post", 1, CubaLIF(du=1.0, dv=0.0, v_thresh=10.0,
+                                             tau_refrac_ms=refractory_ms))
     proj = net.connect(pre, post, AllToAll(), weight=1.0, name="plastic")
     net.connect(kick, post, OneToOne(), weight=12.0)
     drives = [] if reward_ms is None else [RewardEvents([reward_ms], [amount])]
@@ -46,14 +47,16 @@ def _pairing(reward_ms: float | None = 30.0, amount: float = 1.0, **rule) -> Net
     return net
 
 
-def _poisson(seed: int, tau_eligibility_ms: float = 200.0, series: bool = False) -> Network:
+def _poisson(seed: int, tau_eligibility_ms: float = 200.0, series: bool = False,
+             refractory_ms: float = 0.0) -> Network:
     """Poisson inputs onto a CubaLIF layer with a bias and lateral inhibition, all-to-all
     three-factor learning read out by rewards of both signs (events, or a series), and a
     second plastic layer learning by plain STDP."""
     rng = np.random.default_rng(seed)
     net = Network(f"lava_rstdp_poisson{seed}", dt_ms=DT_MS)
     src = net.poisson_source("in", 12, rate_hz=60.0)
-    hid = net.population("hid", 4, CubaLIF(du=0.25, dv=0.1, v_thresh=10.0, bias=0.3),
+    hid = net.population("hid", 4, CubaLIF(du=0.25, dv=0.1, v_thresh=10.0, bias=0.3,
+                                           tau_refrac_ms=refractory_ms),
                          initial={"v": rng.uniform(0.0, 5.0, 4)})
     out = net.population("out", 3, CubaLIF(du=0.5, dv=0.2, v_thresh=8.0))
     plastic = net.connect(src, hid, AllToAll(), weight=rng.uniform(1.0, 4.0, 48),
@@ -143,7 +146,7 @@ def test_unmappable_reward_stdp_is_refused_by_name(change, needle):
     assert "RewardModulatedSTDP 'plastic" in text and needle in text, text
 
 
-def test_spike_driven_modulators_floating_pt_and_refractory_posts_are_refused():
+def test_spike_driven_modulators_and_floating_pt_are_refused():
     net = _pairing()
     net.processes["reward"].drives.append(SpikeCountDrive("post", 0.1))
     text = "; ".join(compiler.refusals(net, "fixed_pt"))
@@ -154,16 +157,6 @@ def test_spike_driven_modulators_floating_pt_and_refractory_posts_are_refused():
     assert "['NoveltyDrive']" in "; ".join(compiler.refusals(net, "fixed_pt"))
     text = "; ".join(compiler.refusals(_pairing(), "floating_pt"))
     assert "carried in fixed_pt only" in text and "Modulator 'reward'" in text
-    net = Network("refr", dt_ms=DT_MS)
-    pre = net.spike_source("pre", 1, [0], [5.0])
-    post = net.population("post", 1, CubaLIF(tau_refrac_ms=2.0))
-    proj = net.connect(pre, post, AllToAll(), weight=1.0, name="plastic")
-    net.modulator("reward", 20.0, [RewardEvents([10.0], [1.0])])
-    net.reward_stdp(proj, "reward", a_plus=0.1, a_minus=0.1, w_max=100.0)
-    text = "; ".join(compiler.refusals(net, "fixed_pt"))
-    assert "population 'post' has a refractory period" in text
-    with pytest.raises(EvoSpikeError, match="refractory period"):
-        _fixed(net, 10.0)
 
 
 def test_two_rules_onto_one_population_must_share_the_reward():
@@ -221,6 +214,7 @@ BIT_EXACT = {
     "pairing": (lambda: _pairing(), 120.0, (0,)),
     "punishment": (lambda: _pairing(amount=-1.0, reward_ms=20.0), 120.0, (0,)),
     "poisson-events": (lambda: _poisson(1), 300.0, (0, 3)),
+    "poisson-refractory": (lambda: _poisson(3, refractory_ms=3.0), 200.0, (0,)),
     "poisson-series-fast-eligibility": (lambda: _poisson(2, 30.0, series=True), 300.0, (1,)),
 }
 
@@ -244,3 +238,29 @@ def test_torch_fixed_and_lava_learn_the_same_weights_bit_for_bit(name):
             np.testing.assert_array_equal(getattr(spikes, field), getattr(other, field))
     for key, trace in lava_res.traces.items():
         np.testing.assert_array_equal(trace.values, torch_res.traces[key].values)
+
+
+def test_the_modulator_level_is_recorded_from_the_host():
+    net = _pairing(reward_ms=12.0)
+    net.record_state("reward", "level", every_steps=3)
+    ref = _pairing(reward_ms=12.0)
+    ref.record_state("reward", "level", every_steps=3)
+    floating = get_backend("torch").compile(ref, precision="float64", progress=False).run(60.0)
+    fixed = _fixed(net, 60.0)
+    a, b = fixed.traces["reward.level"], floating.traces["reward.level"]
+    np.testing.assert_array_equal(a.steps, b.steps)
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-12, atol=1e-12)
+    assert a.values.max() == pytest.approx(1.0)
+    text = "; ".join(compiler.refusals(net, "fixed_pt"))
+    assert "StateMonitor" not in text
+
+
+@needs_lava
+def test_lava_records_the_level_and_learns_with_it():
+    net = _pairing(reward_ms=12.0)
+    net.record_state("reward", "level", every_steps=3)
+    res = get_backend("lava").compile(net, progress=False).run(60.0)
+    fixed = _fixed(_pairing(reward_ms=12.0), 60.0)
+    np.testing.assert_allclose(res.traces["reward.level"].values,
+                               _fixed(net, 60.0).traces["reward.level"].values)
+    np.testing.assert_array_equal(res.weights[WEIGHTS].values, fixed.weights[WEIGHTS].values)

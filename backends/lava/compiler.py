@@ -194,6 +194,8 @@ def _check_spike_monitor(mon: SpikeMonitor, net: Network, tag: str) -> list[str]
 
 
 def _check_state_monitor(mon: StateMonitor, net: Network, tag: str) -> list[str]:
+    if isinstance(net.processes.get(mon.target), Modulator) and mon.variable == "level":
+        return []  # RewardModulatedSTDP (three_factor.py): computed on the host
     if mon.variable not in ("u", "v"):
         return [f"StateMonitor '{mon.name}': variable '{mon.variable}' (Lava's LIF exposes u "
                 "and v)"]

@@ -272,9 +272,19 @@ def without_learning(network: Network) -> Network:
     carried = rules_by_projection(network)
     plasticity = {k: r for k, r in network.plasticity.items()
                   if carried.get(r.projection) is not r}
-    recorded = {m.target for m in network.state_monitors.values()}
-    drop = {n for n in _carried_modulators(network) if n not in recorded and not any(
+    drop = {n for n in _carried_modulators(network) if not any(
         getattr(r, "modulator", None) == n for r in plasticity.values())}
     processes = {k: p for k, p in network.processes.items() if k not in drop}
+    # the level of a dropped modulator is recorded from the host (three_factor.level_trace)
+    levels = three_factor.level_monitors(network, {n: network.processes[n] for n in drop})
+    monitors = {k: m for k, m in network.state_monitors.items() if k not in levels}
     return dataclasses.replace(network, plasticity=plasticity, weight_monitors={},
-                               processes=processes)
+                               processes=processes, state_monitors=monitors)
+
+
+def modulator_level_monitors(network: Network) -> dict:
+    """StateMonitor name -> (monitor, Modulator) for the recorded levels of the modulators
+    Lava's learning engine carries (their values come from the host)."""
+    carried = _carried_modulators(network)
+    return {k: (m, carried[m.target])
+            for k, m in three_factor.level_monitors(network, carried).items()}

@@ -30,6 +30,7 @@ from evospike.errors import EvoSpikeError
 from evospike.results import Results, SpikeData, TraceData, WeightData
 from evospike.units import steps_of
 
+from . import learning, three_factor
 from .compiler import LavaConfig, Plan
 from .environment import LavaPython
 
@@ -94,7 +95,10 @@ def write_job(plan: Plan, seeds: tuple[int, ...], n_steps: int, chunk_steps: int
             s = g.create_group(name)
             s.attrs.update(size=net.size_of(name), component=plan.components[name])
         g = f.create_group("traces")
+        levels = learning.modulator_level_monitors(net)  # computed on the host
         for name, mon in net.state_monitors.items():
+            if name in levels:
+                continue
             s = g.create_group(name)
             s.attrs.update(target=mon.target, variable=mon.variable, every_steps=mon.every_steps)
             s.create_dataset("neurons", data=mon.neurons)
@@ -304,7 +308,14 @@ class LavaRunner:
             res.spikes_by_node[mon.target] = SpikeData(net.size_of(mon.target), step[order],
                                                        neuron[order].astype(np.int32),
                                                        trial[order].astype(np.int32))
+        levels = learning.modulator_level_monitors(net)  # RewardModulatedSTDP
+        for name, (mon, mod) in levels.items():
+            steps, values = three_factor.level_trace(mod, net.dt_ms, self.step,
+                                                     mon.every_steps, n_trials)
+            res.traces[name] = TraceData(mon.target, mon.variable, steps, mon.neurons, values)
         for name, mon in net.state_monitors.items():
+            if name in levels:
+                continue
             sample_steps = np.arange(0, self.step, mon.every_steps, dtype=np.int64)
             values = np.full((n_trials, sample_steps.size, mon.neurons.size), np.nan)
             for k, (_, traces) in enumerate(trials):

@@ -5,7 +5,8 @@ the post-synaptic neuron; fixed point (``fixed_pt``) only.
 Lava 0.10's fixed-point ``LearningLIF`` never reads its third-factor port nor sends its
 ``y`` traces, and a Loihi3F connection overwrites its post traces every step with what the
 neuron sends. The post-synaptic population therefore runs as a neuron process of our own
-(``worker.three_factor_neuron``): Lava's bit-accurate LIF arithmetic, unchanged, plus
+(``worker.three_factor_neuron``): Lava's bit-accurate LIF arithmetic, unchanged (with the
+refractory rule of the worker's fixed-point ``LIFRefractory`` where the population has one), plus
 
 - a post trace ``s`` in 1/64 trace units, decaying as Loihi's neuron state does
   (``s = (s * (4096 - d)) >> 12`` with ``d = round(4096 (1 - exp(-dt / tau_minus)))``) and
@@ -170,11 +171,6 @@ def rstdp_refusals(rule: RewardModulatedSTDP, net: Network, tag: str, mant_exp) 
     proj = net.projections.get(rule.projection)
     if proj is None:
         return out
-    post = net.populations.get(proj.post)
-    taus = getattr(post.model, "tau_refrac_ms", 0.0) if post is not None else 0.0
-    if np.any(np.asarray(taus, dtype=float) > 0):
-        out.append(f"{label}: population '{proj.post}' has a refractory period (the "
-                   "three-factor neuron is Lava's LIF without one)")
     for other in net.plasticity.values():
         if other is rule or not isinstance(other, RewardModulatedSTDP) or \
                 other.name > rule.name:
@@ -296,3 +292,20 @@ def rule_string(products, decimate: int | None) -> str:
         terms.append(("- " if mant < 0 else "+ ") + body)
     text = " ".join(terms)
     return text[2:] if text.startswith("+ ") else "-" + text[2:]
+
+
+def level_monitors(net: Network, carried: dict[str, Modulator]) -> dict:
+    """The StateMonitors of ``level`` of the ``carried`` modulators: name -> monitor. Their
+    values come from the host (`level_trace`), the level the reward table is made from."""
+    return {k: m for k, m in net.state_monitors.items()
+            if m.target in carried and m.variable == "level"}
+
+
+def level_trace(mod: Modulator, dt_ms: float, n_steps: int, every_steps: int,
+                trials: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sample steps, values (trials, samples, 1)): the level ``m[n]`` after each sampled
+    step n, as the float engines record it."""
+    steps = np.arange(0, n_steps, every_steps, dtype=np.int64)
+    levels = modulator_levels(mod, dt_ms, n_steps + 1)[1:]
+    values = np.broadcast_to(levels[steps][None, :, None], (trials, steps.size, 1)).copy()
+    return steps, values

@@ -254,9 +254,9 @@ def three_factor_neuron() -> tuple[type, type]:
 
     class ThreeFactorLIF(AbstractProcess):
         def __init__(self, *, shape, u, v, du, dv, vth, bias_mant, bias_exp, trace_decay,
-                     trace_impulse, reward, name=None):
+                     trace_impulse, reward, refractory_period=0, name=None):
             super().__init__(shape=shape, trace_decay=trace_decay, trace_impulse=trace_impulse,
-                             reward=reward, name=name)
+                             reward=reward, refractory_period=refractory_period, name=name)
             self.a_in = InPort(shape=shape)
             self.s_out = OutPort(shape=shape)
             self.s_out_bap = OutPort(shape=shape)
@@ -271,6 +271,7 @@ def three_factor_neuron() -> tuple[type, type]:
             self.bias_mant = Var(shape=shape, init=bias_mant)
             self.bias_exp = Var(shape=shape, init=bias_exp)
             self.post_trace = Var(shape=shape, init=0)
+            self.refractory_period_end = Var(shape=shape, init=0)
 
     # PyLifModelBitAcc already names its Process; take its base and its threshold methods
     @implements(proc=ThreeFactorLIF, protocol=LoihiProtocol)
@@ -284,12 +285,27 @@ def three_factor_neuron() -> tuple[type, type]:
         s_out_y3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
         vth: int = LavaPyType(int, np.int32, precision=17)
         post_trace: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
+        refractory_period_end: np.ndarray = LavaPyType(np.ndarray, int)
         scale_threshold = PyLifModelBitAcc.scale_threshold
         spiking_activation = PyLifModelBitAcc.spiking_activation
+
+        # with a refractory period, the rule of ``refractory_bit_accurate_model``
+        def subthr_dynamics(self, activation_in: np.ndarray):
+            held = self.refractory_period_end >= self.time_step
+            v_before = self.v.copy()
+            super().subthr_dynamics(activation_in)
+            self.v[held] = v_before[held]
+
+        def reset_voltage(self, spike_vector: np.ndarray):
+            if self.refractory_period:
+                self.refractory_period_end[spike_vector] = (self.time_step +
+                                                            self.refractory_period)
+            super().reset_voltage(spike_vector)
 
         def __init__(self, proc_params):
             super().__init__(proc_params)
             self.effective_vth = 0
+            self.refractory_period = int(proc_params["refractory_period"])
             self.keep = self.decay_unity - int(proc_params["trace_decay"])
             self.impulse = int(proc_params["trace_impulse"]) << frac_bits
             self.reward = np.asarray(proc_params["reward"], dtype=np.int64)
@@ -351,9 +367,12 @@ class Component:
             )
             if int(g.attrs.get("three_factor", 0)):  # RewardModulatedSTDP (three_factor.py)
                 process, model = io["ThreeFactorLIF"]
+                refractory = int(g.attrs["refractory_period"]) if \
+                    _text(g.attrs["process"]) == "LIFRefractory" else 0
                 proc = process(trace_decay=int(g.attrs["trace_decay"]),
                                trace_impulse=int(g.attrs["trace_impulse"]),
-                               reward=g["reward"][()].astype(np.int64), **kwargs)
+                               reward=g["reward"][()].astype(np.int64),
+                               refractory_period=refractory, **kwargs)
                 self.models[proc] = model
             elif _text(g.attrs["process"]) == "LIFRefractory":
                 proc = LIFRefractory(refractory_period=int(g.attrs["refractory_period"]),

@@ -193,6 +193,8 @@ class FixedRunner:
         for lp in self.learning.values():
             lp.dt_ms = fx.dt_ms
         self.weight_monitors = dict(weight_monitors or {})
+        #: RewardModulatedSTDP: recorded modulator levels, computed on the host
+        self.level_monitors: dict = {}
         self._weight_steps: dict[str, list[int]] = {k: [] for k in self.weight_monitors}
         self._weight_values: dict[str, list[np.ndarray]] = {k: [] for k in self.weight_monitors}
         for proj in fx.projections.values():
@@ -355,6 +357,12 @@ class FixedRunner:
             res.traces[key] = TraceData(mon.target, mon.variable,
                                         np.asarray(self._trace_steps[key], np.int64),
                                         mon.neurons, arr.astype(np.int64))
+        for key, (mon, mod) in self.level_monitors.items():  # RewardModulatedSTDP
+            from evospike.backends.lava import three_factor
+
+            steps, values = three_factor.level_trace(mod, fx.dt_ms, self.step, mon.every_steps,
+                                                     trials)
+            res.traces[key] = TraceData(mon.target, mon.variable, steps, mon.neurons, values)
         for key, mon in self.weight_monitors.items():  # STDP (fixed_learning.py)
             values = self._weight_values[key]
             n_syn = self.learning[mon.projection].post_idx.size
@@ -403,4 +411,6 @@ def compile_fixed(network: Network, seeds: tuple[int, ...], device: str = "cpu",
         raise UnsupportedError("torch (precision 'fixed')", reasons) from None
     plans = learning.plan_learning(network, fx, fx.notes) if learning.rules_by_projection(
         network) else {}
-    return FixedRunner(fx, seeds, device, progress, plans, dict(network.weight_monitors))
+    runner = FixedRunner(fx, seeds, device, progress, plans, dict(network.weight_monitors))
+    runner.level_monitors = learning.modulator_level_monitors(network)
+    return runner
