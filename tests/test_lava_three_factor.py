@@ -48,7 +48,7 @@ def _pairing(reward_ms: float | None = 30.0, amount: float = 1.0, refractory_ms:
 
 
 def _poisson(seed: int, tau_eligibility_ms: float = 200.0, series: bool = False,
-             refractory_ms: float = 0.0) -> Network:
+             refractory_ms: float = 0.0, mixed: bool = False) -> Network:
     """Poisson inputs onto a CubaLIF layer with a bias and lateral inhibition, all-to-all
     three-factor learning read out by rewards of both signs (events, or a series), and a
     second plastic layer learning by plain STDP."""
@@ -74,6 +74,13 @@ def _poisson(seed: int, tau_eligibility_ms: float = 200.0, series: bool = False,
                     tau_minus_ms=20.0, tau_eligibility_ms=tau_eligibility_ms,
                     learning_rate_per_ms=0.02, w_max=100.0)
     net.stdp(second, a_plus=0.2, a_minus=0.15, tau_plus_ms=5.0, tau_minus_ms=8.0, w_max=100.0)
+    if mixed:  # plain STDP onto the three-factor neurons too (Loihi2F beside Loihi3F)
+        extra = net.poisson_source("extra", 5, rate_hz=40.0)
+        side = net.connect(extra, hid, AllToAll(), weight=rng.uniform(1.0, 3.0, 20),
+                           name="side")
+        net.stdp(side, a_plus=0.1, a_minus=0.12, tau_plus_ms=10.0, tau_minus_ms=10.0,
+                 w_max=100.0)
+        net.record_weights(side, every_steps=2)
     net.record_spikes(hid, out)
     net.record_weights(plastic, every_steps=1)
     net.record_weights(second, every_steps=3)
@@ -215,7 +222,8 @@ BIT_EXACT = {
     "punishment": (lambda: _pairing(amount=-1.0, reward_ms=20.0), 120.0, (0,)),
     "poisson-events": (lambda: _poisson(1), 300.0, (0, 3)),
     "poisson-refractory": (lambda: _poisson(3, refractory_ms=3.0), 200.0, (0,)),
-    "poisson-series-fast-eligibility": (lambda: _poisson(2, 30.0, series=True), 300.0, (1,)),
+    "poisson-series-fast-eligibility-mixed": (lambda: _poisson(2, 30.0, series=True,
+                                                               mixed=True), 300.0, (1,)),
 }
 
 
