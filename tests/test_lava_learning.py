@@ -78,8 +78,15 @@ def test_projection_shape_and_engine_are_checked():
     fixed_only = "; ".join(compiler.refusals(net, "floating_pt"))
     assert "carried in fixed_pt only" in fixed_only
     text = "; ".join(compiler.refusals(net, "fixed_pt"))
-    assert "projection 'sparse' is not all-to-all" in text
+    assert "'sparse'" not in text  # sparse projections learn through LearningSparse
     assert "projection 'late' has delays other than one step" in text
+    net = Network("repeat", dt_ms=DT_MS)
+    pre = net.spike_source("pre", 2, [0], [5.0])
+    post = net.population("post", 2, CubaLIF())
+    twice = net.connect(pre, post, FromArrays([0, 0], [1, 1], weights=[1.0, 2.0]), name="twice")
+    net.stdp(twice, a_plus=0.1, a_minus=0.1, w_max=100.0)
+    text = "; ".join(compiler.refusals(net, "fixed_pt"))
+    assert "projection 'twice' repeats a (pre, post) pair" in text
 
 
 def test_unlearned_weight_monitors_and_modulated_stdp_are_refused():
@@ -184,8 +191,38 @@ def test_random_streams_are_lavas_draw_by_draw():
                                                            (4999, 0, 4095, 4096)]
 
 
+def _sparse_net(seed: int) -> Network:
+    """Poisson inputs onto a CubaLIF layer through a sparse plastic projection (40 % of the
+    pairs, some weights exactly 0: a synapse of weight 0 still learns), run by Lava's
+    LearningSparse: only the synapses that exist learn."""
+    from evospike import FixedProbability
+
+    rng = np.random.default_rng(seed)
+    net = Network(f"lava_stdp_sparse{seed}", dt_ms=DT_MS)
+    src = net.poisson_source("in", 20, rate_hz=50.0)
+    hid = net.population("hid", 6, CubaLIF(du=0.25, dv=0.1, v_thresh=10.0, bias=0.3),
+                         initial={"v": rng.uniform(0.0, 5.0, 6)})
+    proj = net.connect(src, hid, FixedProbability(0.4, seed=seed), weight=3.0, name="sparse")
+    proj.weights[::5] = 0.0
+    net.stdp(proj, a_plus=0.05, a_minus=0.04, tau_plus_ms=12.0, tau_minus_ms=20.0,
+             w_max=100.0)
+    net.record_spikes(hid)
+    net.record_weights(proj, every_steps=1)
+    return net
+
+
+def test_sparse_projections_learn_only_their_synapses():
+    net = _sparse_net(1)
+    res = get_backend("torch").compile(net, precision="fixed", progress=False).run(200.0)
+    w = res.weights["sparse.weights"].values[0]
+    assert w.shape == (200, net.projections["sparse"].n_synapses)
+    assert np.any(w[-1, ::5] > 0)  # synapses that start at 0 learn too
+    assert np.any(w[-1] != w[0])
+
+
 BIT_EXACT = {
     "protocol": (lambda: _protocol([(0, 5.0), (1, 14.0)], [9.0]), 30.0),
+    "sparse": (lambda: _sparse_net(1), 200.0),
     "saturating": (_saturating, 200.0),
     "poisson1": (lambda: _poisson_net(1), 300.0),
     "poisson2": (lambda: _poisson_net(2), 300.0),

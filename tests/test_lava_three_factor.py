@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evospike import AllToAll, CubaLIF, Network, OneToOne
+from evospike import AllToAll, CubaLIF, FixedProbability, Network, OneToOne
 from evospike.backends import get_backend
 from evospike.backends.lava import compiler, three_factor
 from evospike.backends.lava.learning import _mant_exp
@@ -48,7 +48,7 @@ def _pairing(reward_ms: float | None = 30.0, amount: float = 1.0, refractory_ms:
 
 
 def _poisson(seed: int, tau_eligibility_ms: float = 200.0, series: bool = False,
-             refractory_ms: float = 0.0, mixed: bool = False) -> Network:
+             refractory_ms: float = 0.0, mixed: bool = False, sparse: bool = False) -> Network:
     """Poisson inputs onto a CubaLIF layer with a bias and lateral inhibition, all-to-all
     three-factor learning read out by rewards of both signs (events, or a series), and a
     second plastic layer learning by plain STDP."""
@@ -59,8 +59,13 @@ def _poisson(seed: int, tau_eligibility_ms: float = 200.0, series: bool = False,
                                            tau_refrac_ms=refractory_ms),
                          initial={"v": rng.uniform(0.0, 5.0, 4)})
     out = net.population("out", 3, CubaLIF(du=0.5, dv=0.2, v_thresh=8.0))
-    plastic = net.connect(src, hid, AllToAll(), weight=rng.uniform(1.0, 4.0, 48),
-                          name="plastic")
+    if sparse:  # Lava's LearningSparse: only these synapses learn, some start at 0
+        plastic = net.connect(src, hid, FixedProbability(0.5, seed=seed), weight=2.5,
+                              name="plastic")
+        plastic.weights[::4] = 0.0
+    else:
+        plastic = net.connect(src, hid, AllToAll(), weight=rng.uniform(1.0, 4.0, 48),
+                              name="plastic")
     second = net.connect(hid, out, AllToAll(), weight=rng.uniform(2.0, 6.0, 12), name="second")
     net.connect(hid, hid, AllToAll(), weight=-1.0, target="inh", name="lateral")
     if series:
@@ -222,6 +227,7 @@ BIT_EXACT = {
     "punishment": (lambda: _pairing(amount=-1.0, reward_ms=20.0), 120.0, (0,)),
     "poisson-events": (lambda: _poisson(1), 300.0, (0, 3)),
     "poisson-refractory": (lambda: _poisson(3, refractory_ms=3.0), 200.0, (0,)),
+    "poisson-sparse": (lambda: _poisson(4, sparse=True), 300.0, (0, 1)),
     "poisson-series-fast-eligibility-mixed": (lambda: _poisson(2, 30.0, series=True,
                                                                mixed=True), 300.0, (1,)),
 }

@@ -1,4 +1,6 @@
-"""STDP on the Lava backend: an IR `STDP` rule -> Lava ``LearningDense`` with a
+"""STDP on the Lava backend: an IR `STDP` rule -> Lava ``LearningDense`` (all-to-all
+projections) or ``LearningSparse`` (any other; only the synapses that exist learn, through
+``worker.learning_sparse_model``, which makes Lava 0.10's model run) with a
 ``Loihi2FLearningRule``, in fixed point (``fixed_pt``) only.
 
 The mapping (``plan_stdp``), with ``I`` = ``TRACE_IMPULSE`` (16) trace units per spike and ``q``
@@ -24,10 +26,8 @@ mantissa ceiling ``255 q`` (the IR clips at ``w_max``, which must be at least th
 Refused by name (``stdp_refusals``): ``floating_pt``; nearest-spike pairing (Lava's impulse
 adds, it never resets a trace); multiplicative weight dependence; modulated STDP and
 `RewardModulatedSTDP`; ``w_min`` other than 0 or negative initial weights (the excitatory sign
-mode clips at 0); projections that are not all-to-all (``LearningDense`` learns every
-(pre, post) pair; Lava 0.10's ``LearningSparse`` stopped with an exception inside Lava's
-runtime, its cause not reported, when tried on a 2 x 2 fixed_pt network), have
-delays other than one step, a target channel other than ``exc``, or end on a population that
+mode clips at 0); projections that repeat a (pre, post) pair (a Lava learning connection
+holds one synapse per pair), have delays other than one step, a target channel other than ``exc``, or end on a population that
 is not CubaLIF; time constants that are not whole steps in 1..255; ``a_plus`` and ``a_minus``
 both 0.
 
@@ -82,6 +82,9 @@ class LearningPlan:
     decimate: int = 0
     reward: three_factor.RewardPlan | None = None
     tag_quantum: float = 0.0
+    #: all-to-all: ``LearningDense``; otherwise ``LearningSparse`` (only existing synapses
+    #: learn)
+    dense: bool = True
 
 
 def _tau_steps(tau_ms: float, dt_ms: float) -> int | None:
@@ -133,9 +136,9 @@ def stdp_refusals(rule: STDP, net: Network, tag: str) -> list[str]:
         out.append(f"{label}: projection '{proj.name}' carries more than one rule")
     pre, post = proj.pre_indices(), proj.indices.astype(np.int64)
     pairs = np.unique(pre * proj.n_post + post)
-    if proj.n_synapses != proj.n_pre * proj.n_post or pairs.size != proj.n_synapses:
-        out.append(f"{label}: projection '{proj.name}' is not all-to-all (Lava's LearningDense "
-                   "learns every (pre, post) pair)")
+    if pairs.size != proj.n_synapses:
+        out.append(f"{label}: projection '{proj.name}' repeats a (pre, post) pair (a Lava "
+                   "learning connection holds one synapse per pair)")
     if proj.n_synapses and (np.any(proj.delays != 1)):
         out.append(f"{label}: projection '{proj.name}' has delays other than one step")
     if proj.target != "exc":
@@ -260,6 +263,7 @@ def plan_learning(network: Network, fp, notes: list[str]) -> dict[str, LearningP
             proj.post].scale
         plan = plan_rstdp if isinstance(rule, RewardModulatedSTDP) else plan_stdp
         out[name] = plan(rule, network, quantum, notes)
+        out[name].dense = network.projections[name].n_synapses == proj.n_pre * proj.n_post
     return out
 
 

@@ -75,7 +75,7 @@ def write_job(plan: Plan, seeds: tuple[int, ...], n_steps: int, chunk_steps: int
                 lp = c.learning
                 s.attrs.update(learning=1, dw=lp.dw, x1_tau=lp.x1_tau, y1_tau=lp.y1_tau,
                                x1_impulse=lp.x1_impulse, y1_impulse=lp.y1_impulse,
-                               rng_seed=lp.rng_seed)
+                               rng_seed=lp.rng_seed, dense=int(lp.dense))
                 if lp.reward is not None:  # RewardModulatedSTDP (three_factor.py)
                     s.attrs.update(three_factor=1, dt=lp.dt)
                     rewards[lp.reward.post] = lp.reward

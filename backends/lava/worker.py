@@ -221,11 +221,84 @@ def io_processes() -> dict:
     return {
         "EventSource": EventSource, "SpikeRecorder": SpikeRecorder,
         "StateRecorder": StateRecorder, "ThreeFactorLIF": three_factor_neuron(),
+        "LearningSparseFixed": learning_sparse_model(),
         "floating_pt": {EventSource: PySourceFloat, SpikeRecorder: PySpikesFloat,
                         StateRecorder: PyStateFloat},
         "fixed_pt": {EventSource: PySourceFixed, SpikeRecorder: PySpikesFixed,
                      StateRecorder: PyStateFixed},
     }
+
+
+def learning_sparse_model() -> type:
+    """Lava 0.10's fixed-point ``LearningSparse`` model made to work on its sparse matrices.
+    Lava's own stops the run at the first learning step: its excitatory saturation applies
+    ``np.maximum(0, csr_matrix)``, which SciPy refuses (">= and <= don't work with 0"), and
+    a rule with the tag as a factor clips a sparse matrix with ``np.clip``; and its first
+    step drops the synapses whose weight is 0. Here the accumulator's stored values are
+    clamped at 0, as the dense model does to its array, the applier gets the synaptic
+    variables as dense arrays, and every synapse is kept; the arithmetic is Lava's."""
+    from lava.magma.core.decorator import implements, requires, tag
+    from lava.magma.core.resources import CPU
+    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+    from lava.proc.sparse.models import PyLearningSparseModelBitApproximate
+    from lava.proc.sparse.process import LearningSparse
+    from lava.utils.sparse import find
+    from lava.utils.weightutils import SignMode, truncate_weights
+    from scipy.sparse import csr_matrix
+
+    @implements(proc=LearningSparse, protocol=LoihiProtocol)
+    @requires(CPU)
+    @tag("bit_approximate_loihi", "fixed_pt")
+    class PyLearningSparseModelFixedSaturation(PyLearningSparseModelBitApproximate):
+        def _saturate_synaptic_variable_accumulator(self, syn_var_name, syn_var_values):
+            if syn_var_name == "weights" and isinstance(syn_var_values, csr_matrix) and \
+                    self.sign_mode == SignMode.EXCITATORY:
+                out = syn_var_values.copy()
+                out.data = np.maximum(out.data, 0)
+                return out
+            return super()._saturate_synaptic_variable_accumulator(syn_var_name,
+                                                                   syn_var_values)
+
+        def run_spk(self) -> None:
+            if not self.weights_set:
+                # Lava truncates the weights once, on the first step, with a function that
+                # drops explicit zeros: a synapse of weight 0 would vanish and never learn.
+                # Truncate here and keep every synapse.
+                dst, src, _ = find(self.weights, explicit_zeros=True)
+                kept = truncate_weights(self.weights, sign_mode=self.sign_mode,
+                                        num_weight_bits=self.num_weight_bits)
+                values = np.asarray(kept[dst, src]).ravel().astype(self.weights.dtype)
+                self.weights = csr_matrix((values, (dst, src)), shape=self.weights.shape)
+                self.weights_set = True
+            super().run_spk()
+
+        def _extract_applier_args(self, x_traces_history, y_traces_history) -> dict:
+            # Lava's applier saturates a synaptic-variable factor (the tag t of a
+            # three-factor rule) with np.clip, which a sparse matrix breaks: hand it the
+            # dense matrix (absent synapses 0; their results are discarded)
+            args = super()._extract_applier_args(x_traces_history, y_traces_history)
+            for key in ("weights", "tag_1", "tag_2"):
+                if isinstance(args.get(key), csr_matrix):
+                    args[key] = args[key].toarray()
+            return args
+
+    return PyLearningSparseModelFixedSaturation
+
+
+def _weights_now(conn) -> np.ndarray:
+    """(n_post, n_pre) int64: a learning connection's weights now. Lava's ``Var.get`` of a
+    sparse matrix lays the values out over the non-zero entries of its initial matrix, which
+    breaks when a synapse starts at 0; here the explicit zeros count."""
+    var = conn.weights
+    if not hasattr(var.init, "toarray"):
+        return np.asarray(var.get(), dtype=np.int64)
+    from lava.utils.sparse import find
+
+    dst, src, _ = find(var.init.copy(), explicit_zeros=True)
+    values = np.asarray(conn.runtime.get_var(var.id)).ravel()
+    out = np.zeros(var.init.shape, dtype=np.int64)
+    out[dst, src] = values
+    return out
 
 
 def three_factor_neuron() -> tuple[type, type]:
@@ -414,8 +487,17 @@ class Component:
                         dw=_text(g.attrs["dw"]), dt=_text(g.attrs["dt"]),
                         x1_impulse=int(g.attrs["x1_impulse"]), x1_tau=int(g.attrs["x1_tau"]),
                         t_epoch=1, rng_seed=int(g.attrs["rng_seed"]))
-                kwargs["weights"] = weights.toarray()
-                conn = LearningDense(learning_rule=rule, sign_mode=SignMode.EXCITATORY, **kwargs)
+                if int(g.attrs.get("dense", 1)):
+                    kwargs["weights"] = weights.toarray()
+                    conn = LearningDense(learning_rule=rule, sign_mode=SignMode.EXCITATORY,
+                                         **kwargs)
+                else:  # only the synapses that exist learn (explicit zeros stay synapses)
+                    from lava.proc.sparse.process import LearningSparse
+
+                    kwargs["tag_1"] = _sparse(post, pre, np.zeros(post.size, np.int32), shape)
+                    conn = LearningSparse(learning_rule=rule, sign_mode=SignMode.EXCITATORY,
+                                          **kwargs)
+                    self.models[conn] = io["LearningSparseFixed"]
                 if int(g.attrs.get("three_factor", 0)):
                     post_proc.s_out_bap.connect(conn.s_in_bap)
                     for k in (1, 2, 3):
@@ -475,7 +557,7 @@ class Component:
                 done += n
                 for conn, every, snaps in self.weight_snaps.values():
                     if (done - 1) % every == 0:  # the weights after step done - 1
-                        snaps.append(np.asarray(conn.weights.get(), dtype=np.int64))
+                        snaps.append(_weights_now(conn))
                 report(n)
         finally:
             self.anchor.stop()

@@ -74,8 +74,9 @@ class _Stream:
 
 @dataclass
 class LearningProjection:
-    """An all-to-all plastic projection, delay 1, its weights per trial as a dense
-    (trials, n_post, n_pre) int64 mantissa matrix (Lava's LearningDense layout)."""
+    """A plastic projection, delay 1, its weights per trial as a dense (trials, n_post, n_pre)
+    int64 mantissa matrix (Lava's LearningDense layout; absent synapses hold 0 and, through
+    ``mask``, never learn, as in Lava's LearningSparse)."""
 
     name: str
     pre: str
@@ -109,6 +110,9 @@ class LearningProjection:
     y_decay_3f: float = 0.0
     _reward_table: np.ndarray | None = None
     dt_ms: float = 1.0
+    #: (n_post, n_pre) bool, the synapses that exist (None: all-to-all, Lava's LearningDense);
+    #: Lava's LearningSparse computes every pair and keeps only these
+    mask: torch.Tensor | None = None
 
     @classmethod
     def build(cls, fproj, plan, trials: int, device: torch.device) -> LearningProjection:
@@ -129,6 +133,10 @@ class LearningProjection:
                  x_decay, y_decay, int(plan.x1_impulse), int(plan.y1_impulse),
                  tuple(plan.products), post_idx, pre_idx, float(plan.quantum),
                  _Stream(plan.rng_seed), _Stream(plan.rng_seed + 2), _Stream(CONN_VAR_SEED))
+        if post_idx.size != fproj.n_pre * fproj.n_post:
+            mask = np.zeros((fproj.n_post, fproj.n_pre), dtype=bool)
+            mask[post_idx, pre_idx] = True
+            lp.mask = torch.as_tensor(mask, device=device)
         if plan.reward is not None:  # RewardModulatedSTDP (three_factor.py)
             lp.tag = torch.zeros_like(w)
             lp.tag_products = tuple(plan.tag_products)
@@ -172,7 +180,11 @@ class LearningProjection:
             values = {"x0": pre_spiked.unsqueeze(1), "y0": post_spiked.unsqueeze(2),
                       "x1": x.unsqueeze(1), "y1": y.unsqueeze(2)}
             acc = _apply(self.weights << ACC_SHIFT, self.products, values)
-            self.weights = self._round(acc.clamp(min=0), step).clamp(0, WEIGHT_MAX)
+            self.weights = self._only_synapses(
+                self._round(acc.clamp(min=0), step).clamp(0, WEIGHT_MAX), self.weights)
+
+    def _only_synapses(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        return new if self.mask is None else torch.where(self.mask, new, old)
 
     def _round(self, acc: torch.Tensor, step: int) -> torch.Tensor:
         """Stochastic rounding of an accumulator to whole synaptic-variable units."""
@@ -217,8 +229,8 @@ class LearningProjection:
         else:
             weights = self.weights
         acc = _apply(self.tag << ACC_SHIFT, self.tag_products, values)
-        self.tag = self._round(acc, step).clamp(TAG_MIN, TAG_MAX)
-        self.weights = weights
+        self.tag = self._only_synapses(self._round(acc, step).clamp(TAG_MIN, TAG_MAX), self.tag)
+        self.weights = self._only_synapses(weights, self.weights)
 
     def weights_ir(self) -> np.ndarray:
         """(trials, synapses) float64 weights in the IR's order and unit."""
