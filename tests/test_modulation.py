@@ -185,13 +185,20 @@ def test_trials_learn_independently_and_match_single_runs():
 
 
 def test_native_engine_refuses_processes_and_auto_falls_back():
+    """The native kernel carries Modulators and modulated / three-factor STDP
+    (tests/test_native_three_factor.py); homeostasis and metaplasticity stay on eager."""
     from evospike.backends import get_backend
 
     torch_backend = get_backend("torch")
-    with pytest.raises(Exception, match="modulators, homeostasis or metaplasticity"):
-        torch_backend.compile(plastic_net("rstdp"), engine="native", progress=False)
+    for kwargs in (dict(homeostasis="threshold"), dict(meta="tau_plus_ms")):
+        with pytest.raises(Exception, match="only Modulators, not homeostasis, metaplasticity"):
+            torch_backend.compile(plastic_net("rstdp", **kwargs), engine="native",
+                                  progress=False)
+        runner = torch_backend.compile(plastic_net("rstdp", **kwargs), engine="auto",
+                                       progress=False)
+        assert runner.engine == "eager"
     runner = torch_backend.compile(plastic_net("rstdp"), engine="auto", progress=False)
-    assert runner.engine == "eager"
+    assert runner.engine == "native"
 
 
 @pytest.mark.parametrize("weight, free_range", [(15.0, (40.0, 60.0)), (2.0, (0.0, 1.0))])

@@ -24,12 +24,12 @@ count (the IR counts such a pair as pre-before-post only); the weight saturates 
 mantissa ceiling ``255 q`` (the IR clips at ``w_max``, which must be at least that ceiling).
 
 Refused by name (``stdp_refusals``): ``floating_pt``; nearest-spike pairing (Lava's impulse
-adds, it never resets a trace); multiplicative weight dependence; modulated STDP and
-`RewardModulatedSTDP`; ``w_min`` other than 0 or negative initial weights (the excitatory sign
-mode clips at 0); projections that repeat a (pre, post) pair (a Lava learning connection
-holds one synapse per pair), have delays other than one step, a target channel other than ``exc``, or end on a population that
-is not CubaLIF; time constants that are not whole steps in 1..255; ``a_plus`` and ``a_minus``
-both 0.
+adds, it never resets a trace); multiplicative weight dependence; STDP gated or scaled by a
+modulator; ``w_min`` other than 0 or negative initial weights (the excitatory sign mode clips
+at 0); projections that repeat a (pre, post) pair (a Lava learning connection holds one
+synapse per pair), have delays other than one step, a target channel other than ``exc``, or
+end on a population that is not CubaLIF; time constants that are not whole steps in 1..255;
+``a_plus`` and ``a_minus`` both 0.
 
 The torch backend's ``precision="fixed"`` takes the same plans (``plan_learning``) and runs
 Loihi 2's learning engine itself (``backends/torch/fixed_learning.py``), bit for bit.

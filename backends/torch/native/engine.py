@@ -1,5 +1,13 @@
 """The native engine: hands whole chunks of steps to the C kernel (kernel.c), which updates
-the torch backend's tensors in place. CPU only; the eager engine covers every other case."""
+the torch backend's tensors in place. CPU only; the eager engine covers every other case.
+
+It carries plain, modulated and three-factor (reward-modulated) STDP and the `Modulator`
+processes those read: the kernel updates the same tensors the eager engine's `TModulator`
+holds (level, rate_hz, expected_hz) and the rule's eligibility, so StateMonitors and weight
+monitors read them unchanged between chunks. The reward drives (events, series) do not depend
+on the simulation and come precomputed per step (`ChunkInputs.rewards`); spike-count and novelty
+drives are counted in the kernel. Every other process kind is refused
+(`native_unavailable_reason`) and runs on the eager engine."""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import torch
 from evospike.dynamics import LinearStep
 from evospike.ir.nodes import CHANNELS
 
+from ..processes import TModulator
 from .build import NativeBuildError, load_kernel
 
 MAX_STATES = 4
@@ -46,7 +55,9 @@ def _structs(precision: str):
             ("plastic", I32), ("nnz", I64), ("wt", P), ("x", P), ("y", P), ("decay_x", R),
             ("decay_y", R), ("a_plus", R), ("a_minus", R), ("w_min", R), ("w_max", R),
             ("nearest", I32), ("multiplicative", I32), ("col_ptr", P), ("col_syn", P),
-            ("col_pre", P), ("pending", P), ("pending_n", P),
+            ("col_pre", P), ("pending", P), ("pending_n", P), ("mod_level", P),
+            ("modulation", I32), ("gate_threshold", R), ("scale_gain", R),
+            ("three_factor", I32), ("elig", P), ("decay_e", R), ("lr_dt", R),
         ]
 
     class Src(ctypes.Structure):
@@ -55,20 +66,27 @@ def _structs(precision: str):
             ("out_flat", P), ("out_cap", I64), ("out_count", I64),
         ]
 
-    return Pop, Proj, Src
+    class Mod(ctypes.Structure):
+        _fields_ = [
+            ("level", P), ("decay", R), ("reward", P), ("n_counts", I32),
+            ("count_is_source", P), ("count_node", P), ("count_gain", P), ("novelty", I32),
+            ("nov_is_source", I32), ("nov_node", I32), ("nov_gain", R), ("nov_denom", R),
+            ("rate_decay", R), ("rate_in", R), ("expect_decay", R), ("expect_in", R),
+            ("rate_hz", P), ("expected_hz", P),
+        ]
+
+    return Pop, Proj, Src, Mod
 
 
 def native_unavailable_reason(cn) -> str | None:
     """None if the native kernel can run ``cn``; otherwise why not."""
     if cn.device.type != "cpu":
         return f"it runs on the CPU only (device is {cn.device})"
-    if cn.processes:
-        names = ", ".join(f"{type(p.node).__name__} '{n}'" for n, p in cn.processes.items())
-        return f"it does not carry modulators, homeostasis or metaplasticity ({names})"
-    for proj in cn.plastic:
-        if proj.plastic.rule.modulator is not None:
-            return (f"it does not carry modulated or three-factor plasticity "
-                    f"({type(proj.plastic.rule).__name__} '{proj.plastic.rule.name}')")
+    others = {n: p for n, p in cn.processes.items() if not isinstance(p, TModulator)}
+    if others:
+        names = ", ".join(f"{type(p.node).__name__} '{n}'" for n, p in others.items())
+        return (f"of the processes it carries only Modulators, not homeostasis, "
+                f"metaplasticity or the other process kinds ({names})")
     for pop in cn.populations.values():
         if len(pop.step.state_names) > MAX_STATES:
             return f"population '{pop.name}' has more than {MAX_STATES} state variables"
@@ -93,7 +111,7 @@ class NativeEngine:
         self.cn = cn
         self.lib = load_kernel(cn.config.precision)
         self.np_dtype = np.float32 if cn.config.precision == "float32" else np.float64
-        Pop, Proj, Src = _structs(cn.config.precision)
+        Pop, Proj, Src, Mod = _structs(cn.config.precision)
         self._keep: list = []  # arrays the structs point into
         recorded = {m.target for m in cn.spike_monitors}
         pops = list(cn.populations.values())
@@ -128,6 +146,22 @@ class NativeEngine:
             if proj.plastic is not None:
                 self._fill_plastic(c, proj)
         self.n_pops, self.n_srcs, self.n_projs = len(pops), len(self.src_names), len(projs)
+        # every process is a Modulator here (native_unavailable_reason refuses the others)
+        self.mod_names = list(cn.processes)
+        self.mods = (Mod * max(1, len(self.mod_names)))()
+        for slot, name in enumerate(self.mod_names):
+            self._fill_modulator(self.mods[slot], cn.processes[name])
+        # recording buffers, allocated once: (struct, node, steps, flat indices); the kernel
+        # stops at a step boundary before they could overflow and the caller empties them
+        self._buffers = []
+        named = [*zip(self.pops[: self.n_pops], self.pop_names, strict=True),
+                 *zip(self.srcs[: self.n_srcs], self.src_names, strict=True)]
+        for s, name in named:
+            if s.record:
+                cap = max(1 << 16, 8 * s.n)
+                steps, flat = np.empty(cap, np.int64), np.empty(cap, np.int64)
+                s.out_step, s.out_flat, s.out_cap = steps.ctypes.data, flat.ctypes.data, cap
+                self._buffers.append((s, name, steps, flat))
 
     def _fill_plastic(self, c, proj) -> None:
         pl, rule = proj.plastic, proj.plastic.rule
@@ -149,6 +183,41 @@ class NativeEngine:
                 pending[slot, b, counts[slot, b]] = flat
                 counts[slot, b] += 1
         c.pending, c.pending_n = _ptr(pending), _ptr(counts)
+        if rule.modulator is not None:
+            # the level tensor the eager engine reads and the kernel updates in place
+            c.mod_level = _ptr(self.cn.processes[rule.modulator].level)
+            c.modulation = {"gate": 1, "scale": 2}[rule.modulation]
+            c.gate_threshold, c.scale_gain = rule.gate_threshold, rule.scale_gain
+        if pl.eligibility is not None:
+            c.three_factor, c.elig = 1, _ptr(pl.eligibility)
+            c.decay_e, c.lr_dt = pl.decay_e, pl.learning_rate_dt
+
+    def _node_slot(self, node: str) -> tuple[int, int]:
+        """(1 if a source else 0, its index) of population or source ``node``."""
+        if node in self.src_names:
+            return 1, self.src_names.index(node)
+        return 0, self.pop_names.index(node)
+
+    def _fill_modulator(self, m, proc: TModulator) -> None:
+        """Point the kernel at the modulator's own tensors; the constants are the eager
+        engine's (TModulator.update), computed the same way so they round the same."""
+        m.level, m.decay = _ptr(proc.level), proc.decay
+        if proc.count_drives:
+            kinds, nodes = zip(*(self._node_slot(node) for node, _ in proc.count_drives),
+                               strict=True)
+            m.n_counts = len(proc.count_drives)
+            m.count_is_source = _ptr(self._arr(kinds, np.int32))
+            m.count_node = _ptr(self._arr(nodes, np.int32))
+            m.count_gain = _ptr(self._arr([gain for _, gain in proc.count_drives]))
+        if proc.novelty is not None:
+            nov, dt_ms = proc.novelty, self.cn.network.dt_ms
+            m.novelty = 1
+            m.nov_is_source, m.nov_node = self._node_slot(nov.population)
+            m.nov_gain = nov.gain
+            m.nov_denom = proc.novelty_size * dt_ms * 1e-3
+            m.rate_decay, m.rate_in = proc.rate_decay, 1.0 - proc.rate_decay
+            m.expect_decay, m.expect_in = proc.expect_decay, 1.0 - proc.expect_decay
+            m.rate_hz, m.expected_hz = _ptr(proc.rate_hz), _ptr(proc.expected_hz)
 
     def _arr(self, values, dtype=None) -> np.ndarray:
         arr = np.ascontiguousarray(values, dtype=dtype or self.np_dtype)
@@ -211,6 +280,10 @@ class NativeEngine:
             ptr = np.ascontiguousarray(inp.source_ptr[name][first:stop + 1], dtype=np.int64)
             keep.append(ptr)
             self.srcs[slot].ptr = ptr.ctypes.data
+        for slot, name in enumerate(self.mod_names):
+            reward = np.ascontiguousarray(inp.rewards[name][first:stop], dtype=np.float64)
+            keep.append(reward)
+            self.mods[slot].reward = reward.ctypes.data
 
     def run(self, inp, start: int, n_steps: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Run steps [start, start + n_steps) of chunk ``inp``; returns recorded spikes per node
@@ -225,26 +298,20 @@ class NativeEngine:
             keep.append(flat)
             self.srcs[slot].flat = flat.ctypes.data
         out: dict[str, list] = {}
-        trials = self.pops[0].trials if self.n_pops else 1
+        trials = len(self.cn.config.seeds)
         for trial in range(trials):
             done = 0
             while done < n_steps:
-                buffers = []
-                for s in list(self.pops[: self.n_pops]) + list(self.srcs[: self.n_srcs]):
-                    if s.record:
-                        cap = max(1 << 16, 8 * s.n)
-                        steps = np.empty(cap, np.int64)
-                        flat = np.empty(cap, np.int64)
-                        buffers.append((s, steps, flat))
-                        s.out_step, s.out_flat, s.out_cap, s.out_count = (
-                            steps.ctypes.data, flat.ctypes.data, cap, 0)
+                for s, _, _, _ in self._buffers:
+                    s.out_count = 0
                 self._point_inputs(inp, offset + done, offset + n_steps, keep)
                 ran = self.lib.evospike_run(
                     self.pops, self.n_pops, self.srcs, self.n_srcs, self.projs, self.n_projs,
-                    ctypes.c_int64(start + done), ctypes.c_int64(n_steps - done),
-                    ctypes.c_int32(trial), ctypes.c_int32(trial + 1))
-                for s, steps, flat in buffers:
-                    out.setdefault(self._name_of(s), []).append(
+                    self.mods, len(self.mod_names), ctypes.c_int64(start + done),
+                    ctypes.c_int64(n_steps - done), ctypes.c_int32(trial),
+                    ctypes.c_int32(trial + 1))
+                for s, name, steps, flat in self._buffers:
+                    out.setdefault(name, []).append(
                         (steps[: s.out_count].copy(), flat[: s.out_count].copy()))
                 if ran == 0:
                     raise RuntimeError("native kernel made no progress (recording buffer too "
@@ -252,12 +319,3 @@ class NativeEngine:
                 done += ran
         return {name: (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
                 for name, parts in out.items()}
-
-    def _name_of(self, s) -> str:
-        for slot in range(self.n_pops):
-            if ctypes.addressof(self.pops[slot]) == ctypes.addressof(s):
-                return self.pop_names[slot]
-        for slot in range(self.n_srcs):
-            if ctypes.addressof(self.srcs[slot]) == ctypes.addressof(s):
-                return self.src_names[slot]
-        raise KeyError("unknown struct")

@@ -8,6 +8,9 @@
  *   per step: take this step's ring-buffer slot -> advance the state (exact linear propagator,
  *   or forward Euler for Izhikevich) -> threshold -> reset / refractoriness -> walk the CSR row
  *   of every neuron that fired and add its weights into the slot `delay` steps ahead.
+ *   Plastic projections then run their STDP step (modulated or three-factor rules read their
+ *   modulator's level m[n-1]), and last the modulators update their levels (m[n]), as the
+ *   eager engine's processes do at the end of the step (evospike/ir/modulators.py).
  *
  * Compiled twice, with REAL = float and REAL = double, and -ffp-contract=off so that a*b+c is
  * rounded like torch's separate multiply and add.
@@ -82,6 +85,14 @@ typedef struct {
     const int64_t *col_ptr, *col_syn, *col_pre;
     int64_t *pending;      /* [uniform_delay][trials][n_pre]: spikes still on their way */
     int64_t *pending_n;    /* [uniform_delay][trials] */
+    /* modulated STDP: every weight change times a factor of the modulator's level m[n-1] */
+    const REAL *mod_level; /* [trials], NULL: no modulator */
+    int32_t modulation;    /* 0: none, 1: gate (m > gate_threshold), 2: scale (1 + gain m) */
+    REAL gate_threshold, scale_gain;
+    /* three-factor STDP: pair terms go into the eligibility, then w += lr dt m[n-1] e */
+    int32_t three_factor;
+    REAL *elig;            /* [trials][nnz] */
+    REAL decay_e, lr_dt;
 } Proj;
 
 typedef struct {
@@ -94,6 +105,23 @@ typedef struct {
     int64_t out_cap;
     int64_t out_count;
 } Src;
+
+/* A Modulator (evospike/ir/modulators.py): one level per trial, updated at the end of the
+ * step from its drives, in the eager engine's order: decay, reward, spike counts, novelty. */
+typedef struct {
+    REAL *level;           /* [trials] */
+    REAL decay;
+    const double *reward;  /* [steps] reward drive of this call's steps (precomputed), or NULL */
+    int32_t n_counts;      /* spike-count drives */
+    const int32_t *count_is_source;
+    const int32_t *count_node;  /* index into pops or sources */
+    const REAL *count_gain;
+    int32_t novelty;       /* 1: a novelty drive */
+    int32_t nov_is_source, nov_node;
+    REAL nov_gain, nov_denom;   /* rate = count / nov_denom (size * dt_s) */
+    REAL rate_decay, rate_in, expect_decay, expect_in;  /* a, 1 - a, b, 1 - b */
+    REAL *rate_hz, *expected_hz;  /* [trials] */
+} Mod;
 
 #define PAR(arr, cnt, i) ((cnt) == 1 ? (arr)[0] : (arr)[i])
 
@@ -280,25 +308,44 @@ static void transmit_plastic(const Proj *pr, Pop *post, int64_t step, int t0, in
 
 static REAL clampr(REAL v, REAL lo, REAL hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-/* One step of STDP, in the eager engine's order: decay, depression by the arriving spikes,
- * pre traces, post traces, potentiation by the postsynaptic spikes. */
-static void stdp_update(Proj *pr, const Pop *post, int64_t step, int t0, int t1) {
+/* The factor a modulated rule multiplies its weight changes by in trial b (eager.py). */
+static REAL mod_factor(const Proj *pr, int64_t b) {
+    const REAL m = pr->mod_level[b];
+    if (pr->modulation == 1) return m > pr->gate_threshold ? (REAL)1 : (REAL)0;
+    return (REAL)1 + pr->scale_gain * m;
+}
+
+/* One step of STDP, in the eager engine's order: decay (traces, eligibility), depression by
+ * the arriving spikes, pre traces, post traces, potentiation by the postsynaptic spikes; a
+ * three-factor rule writes the pair terms into its eligibility (its weights then move in
+ * three_factor_update). `first`: the first step of this call; on later steps the eligibility
+ * was already decayed at the end of the previous step (three_factor_update). */
+static void stdp_update(Proj *pr, const Pop *post, int64_t step, int first, int t0, int t1) {
     const int T = post->trials, n_pre = pr->n_pre, n_post = pr->n_post;
+    const int modulated = pr->mod_level != NULL && !pr->three_factor;
     for (int64_t k = (int64_t)t0 * n_pre; k < (int64_t)t1 * n_pre; ++k) pr->x[k] *= pr->decay_x;
     for (int64_t k = (int64_t)t0 * n_post; k < (int64_t)t1 * n_post; ++k) pr->y[k] *= pr->decay_y;
+    if (pr->three_factor && first) {
+        REAL *restrict e = pr->elig;
+        const REAL d = pr->decay_e;
+        for (int64_t k = (int64_t)t0 * pr->nnz; k < (int64_t)t1 * pr->nnz; ++k) e[k] *= d;
+    }
     const int64_t slot = step % pr->uniform_delay;
     for (int b = t0; b < t1; ++b) {
         const int64_t *arr = pr->pending + (slot * T + b) * (int64_t)n_pre;
         const int64_t count = pr->pending_n[slot * T + b];
         REAL *w = pr->wt + b * pr->nnz;
+        REAL *e = pr->three_factor ? pr->elig + b * pr->nnz : NULL;
         const REAL *y = pr->y + (int64_t)b * n_post;
+        const REAL factor = modulated ? mod_factor(pr, b) : (REAL)1;
         for (int64_t f = 0; f < count; ++f) {
             const int64_t pre = arr[f] % n_pre;
             for (int64_t s = pr->indptr[pre]; s < pr->indptr[pre + 1]; ++s) {
-                const REAL yv = y[pr->indices[s]];
-                const REAL nw = pr->multiplicative ? w[s] - pr->a_minus * yv * (w[s] - pr->w_min)
-                                                   : w[s] - pr->a_minus * yv;
-                w[s] = clampr(nw, pr->w_min, pr->w_max);
+                REAL change = pr->a_minus * y[pr->indices[s]];
+                if (pr->multiplicative) change = change * (w[s] - pr->w_min);
+                if (modulated) change = change * factor;
+                if (e) e[s] = e[s] - change;
+                else w[s] = clampr(w[s] - change, pr->w_min, pr->w_max);
             }
         }
         for (int64_t f = 0; f < count; ++f) {
@@ -313,14 +360,86 @@ static void stdp_update(Proj *pr, const Pop *post, int64_t step, int t0, int t1)
     for (int64_t f = 0; f < post->n_fired; ++f) {
         const int64_t trial = post->fired[f] / n_post, j = post->fired[f] % n_post;
         REAL *w = pr->wt + trial * pr->nnz;
+        REAL *e = pr->three_factor ? pr->elig + trial * pr->nnz : NULL;
         const REAL *x = pr->x + trial * n_pre;
-        for (int64_t e = pr->col_ptr[j]; e < pr->col_ptr[j + 1]; ++e) {
-            const int64_t s = pr->col_syn[e];
-            const REAL xv = x[pr->col_pre[e]];
-            const REAL nw = pr->multiplicative ? w[s] + pr->a_plus * xv * (pr->w_max - w[s])
-                                               : w[s] + pr->a_plus * xv;
-            w[s] = clampr(nw, pr->w_min, pr->w_max);
+        const REAL factor = modulated ? mod_factor(pr, trial) : (REAL)1;
+        for (int64_t k = pr->col_ptr[j]; k < pr->col_ptr[j + 1]; ++k) {
+            const int64_t s = pr->col_syn[k];
+            REAL change = pr->a_plus * x[pr->col_pre[k]];
+            if (pr->multiplicative) change = change * (pr->w_max - w[s]);
+            if (modulated) change = change * factor;
+            if (e) e[s] = e[s] + change;
+            else w[s] = clampr(w[s] + change, pr->w_min, pr->w_max);
         }
+    }
+}
+
+/* The end of a three-factor rule's step: w = clip(w + lr dt m[n-1] e). With `decay_next` (the
+ * next step runs in this call) the same pass decays the eligibility for that step, which is
+ * the next operation on it in the eager engine's order; one pass over the synapses instead of
+ * two. `first`: the first step of this call, where every weight is clipped even at m = 0
+ * (afterwards they stay within bounds, and a step with m = 0 changes no weight). */
+static void three_factor_update(Proj *pr, int first, int decay_next, int t0, int t1) {
+    const REAL lo = pr->w_min, hi = pr->w_max, d = pr->decay_e;
+    const int64_t nnz = pr->nnz;
+    for (int b = t0; b < t1; ++b) {
+        const REAL rate = pr->lr_dt * pr->mod_level[b];
+        REAL *restrict w = pr->wt + b * nnz;
+        REAL *restrict e = pr->elig + b * nnz;
+        if (rate == (REAL)0 && !first) {
+            if (decay_next) for (int64_t s = 0; s < nnz; ++s) e[s] *= d;
+        } else if (decay_next) {
+            for (int64_t s = 0; s < nnz; ++s) {
+                const REAL v = w[s] + rate * e[s];
+                w[s] = v < lo ? lo : (v > hi ? hi : v);
+                e[s] *= d;
+            }
+        } else {
+            for (int64_t s = 0; s < nnz; ++s) {
+                const REAL v = w[s] + rate * e[s];
+                w[s] = v < lo ? lo : (v > hi ? hi : v);
+            }
+        }
+    }
+}
+
+/* Spikes of node (population or source) in trial b in the current step. */
+static int64_t count_spikes(const Pop *pops, const Src *srcs, int is_source, int node,
+                            int64_t s, int64_t b) {
+    int64_t count = 0;
+    if (is_source) {
+        const Src *src = &srcs[node];
+        for (int64_t f = src->ptr[s]; f < src->ptr[s + 1]; ++f) count += src->flat[f] / src->n == b;
+    } else {
+        const Pop *p = &pops[node];
+        for (int64_t f = 0; f < p->n_fired; ++f) count += p->fired[f] / p->n == b;
+    }
+    return count;
+}
+
+/* m[n] = m[n-1] decay + the drives of step n, per trial (TModulator.update in processes.py). */
+static void modulator_update(Mod *md, const Pop *pops, const Src *srcs, int64_t s, int t0,
+                             int t1) {
+    for (int b = t0; b < t1; ++b) {
+        REAL m = md->level[b] * md->decay;
+        if (md->reward && md->reward[s] != 0.0) m = m + (REAL)md->reward[s];
+        for (int c = 0; c < md->n_counts; ++c) {
+            const REAL count = (REAL)count_spikes(pops, srcs, md->count_is_source[c],
+                                                  md->count_node[c], s, b);
+            m = m + md->count_gain[c] * count;
+        }
+        if (md->novelty) {
+            const REAL count = (REAL)count_spikes(pops, srcs, md->nov_is_source, md->nov_node,
+                                                  s, b);
+            const REAL rate = count / md->nov_denom;
+            const REAL r = md->rate_hz[b] * md->rate_decay + md->rate_in * rate;
+            const REAL rb = md->expected_hz[b] * md->expect_decay + md->expect_in * r;
+            md->rate_hz[b] = r;
+            md->expected_hz[b] = rb;
+            const REAL gap = r - rb;
+            m = m + md->nov_gain * (gap < (REAL)0 ? -gap : gap);
+        }
+        md->level[b] = m;
     }
 }
 
@@ -340,17 +459,25 @@ static void remember(Proj *pr, int trials, const int64_t *fired, int64_t n_fired
  * number of steps done.
  * It stops early, at a step boundary, when a recording buffer could overflow in the next step;
  * the caller then empties the buffers and calls again. */
+/* Whether a recording buffer could overflow in step s of this call. */
+static int must_stop(const Pop *pops, int32_t n_pops, const Src *srcs, int32_t n_srcs, int64_t s,
+                     int32_t t0, int32_t t1) {
+    for (int p = 0; p < n_pops; ++p)
+        if (pops[p].record && pops[p].out_count + (int64_t)(t1 - t0) * pops[p].n > pops[p].out_cap)
+            return 1;
+    for (int q = 0; q < n_srcs; ++q) {
+        const Src *src = &srcs[q];
+        if (src->record && src->out_count + (src->ptr[s + 1] - src->ptr[s]) > src->out_cap)
+            return 1;
+    }
+    return 0;
+}
+
 int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj *projs,
-                     int32_t n_projs, int64_t start, int64_t n_steps, int32_t t0, int32_t t1) {
+                     int32_t n_projs, Mod *mods, int32_t n_mods, int64_t start, int64_t n_steps,
+                     int32_t t0, int32_t t1) {
+    if (n_steps <= 0 || must_stop(pops, n_pops, srcs, n_srcs, 0, t0, t1)) return 0;
     for (int64_t s = 0; s < n_steps; ++s) {
-        for (int p = 0; p < n_pops; ++p)
-            if (pops[p].record && pops[p].out_count + (int64_t)(t1 - t0) * pops[p].n > pops[p].out_cap)
-                return s;
-        for (int q = 0; q < n_srcs; ++q) {
-            const Src *src = &srcs[q];
-            if (src->record && src->out_count + (src->ptr[s + 1] - src->ptr[s]) > src->out_cap)
-                return s;
-        }
         const int64_t step = start + s;
         for (int r = 0; r < n_projs; ++r)
             if (projs[r].plastic) transmit_plastic(&projs[r], &pops[projs[r].post], step, t0, t1);
@@ -372,7 +499,7 @@ int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj 
                 n_fired = pops[pr->pre].n_fired;
             }
             if (pr->plastic) {
-                stdp_update(pr, post, step, t0, t1);
+                stdp_update(pr, post, step, s == 0, t0, t1);
                 remember(pr, post->trials, fired, n_fired, step, t0, t1);
             } else {
                 propagate(pr, post, fired, n_fired, step, t0, t1);
@@ -396,6 +523,14 @@ int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj 
                 src->out_flat[src->out_count++] = src->flat[f];
             }
         }
+        /* the next step runs in this call unless the chunk ends or a buffer could overflow */
+        const int next = s + 1 < n_steps && !must_stop(pops, n_pops, srcs, n_srcs, s + 1, t0, t1);
+        /* three-factor weights move with m[n-1], before the modulators update to m[n] */
+        for (int r = 0; r < n_projs; ++r)
+            if (projs[r].plastic && projs[r].three_factor)
+                three_factor_update(&projs[r], s == 0, next, t0, t1);
+        for (int q = 0; q < n_mods; ++q) modulator_update(&mods[q], pops, srcs, s, t0, t1);
+        if (!next) return s + 1;
     }
     return n_steps;
 }
