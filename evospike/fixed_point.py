@@ -510,13 +510,17 @@ def _refusals_other(net: Network) -> list[str]:
 
 
 def quantize(network: Network, profile: str | FixedPointProfile = "loihi2",
-             scales: dict[str, float] | None = None) -> FixedPointNetwork:
+             scales: dict[str, float] | None = None,
+             weight_exp_floors: dict[str, int] | None = None) -> FixedPointNetwork:
     """The fixed-point form of ``network`` on ``profile`` ("loihi2" or "int8-int16").
 
     ``scales`` (population -> integer units per float unit) overrides the scale chosen for a
     population (by default the largest power of two that keeps the threshold within the
     profile's headroom, the bias within its mantissa, and u and v in range even if every
-    presynaptic neuron fired every step).
+    presynaptic neuron fired every step). ``weight_exp_floors`` (projection -> exponent):
+    the lowest weight exponent a projection may take (a plastic projection whose weights
+    must be able to grow to a bound; by default the smallest exponent that holds the
+    projection's weights).
 
     Refuses (`FixedPointUnsupported`, every node at once) what the integer model cannot
     carry: neuron models other than CubaLIF and reducible LIF, per-neuron decays or thresholds,
@@ -602,6 +606,8 @@ def quantize(network: Network, profile: str | FixedPointProfile = "loihi2",
         # too small for a useful mantissa at exponent 0, and never where one (pre, post) pair
         # repeats (Lava then splits the projection and would floor each part on its own).
         floor = 0 if (peak >= 8 or repeated) else prof.weight_exp_min
+        if weight_exp_floors and proj.name in weight_exp_floors:
+            floor = max(floor, int(weight_exp_floors[proj.name]))
         try:
             mant, wexp, sign = quantize_weights(target, prof, floor)
         except EvoSpikeError as exc:

@@ -39,7 +39,15 @@ def _protocol(pre_ms: list[tuple[int, float]], kick_ms: list[float], **stdp) -> 
 
 def _lava(net: Network, duration_ms: float, **options):
     options.setdefault("progress", False)
+    # these networks' w_max (100) means "no bound": size the weights from their initial values
+    options.setdefault("plastic_weight_range", "initial")
     return get_backend("lava").compile(net, **options).run(duration_ms)
+
+
+def _fixed(net: Network, duration_ms: float, **options):
+    options.setdefault("plastic_weight_range", "initial")
+    return get_backend("torch").compile(net, precision="fixed", progress=False,
+                                        **options).run(duration_ms)
 
 
 # --------------------------------------------------------------------------- refusals
@@ -144,9 +152,27 @@ def test_weights_saturate_at_the_mantissa_ceiling_not_below_zero():
 
 
 def test_w_max_below_the_ceiling_is_an_error():
+    # sized from the initial weights (1.0: quantum 1/128, ceiling 1.99), w_max=1.5 cannot
+    # hold: Loihi would let the weights pass it
     net = _protocol([(0, 5.0)], [9.0], w_max=1.5)
     with pytest.raises(EvoSpikeError, match="w_max=1.5 is below the weight ceiling"):
-        get_backend("lava").compile(net, progress=False)
+        get_backend("lava").compile(net, progress=False, plastic_weight_range="initial")
+    with pytest.raises(EvoSpikeError, match="plastic_weight_range must be one of"):
+        get_backend("torch").compile(net, precision="fixed", plastic_weight_range="bounds")
+
+
+@pytest.mark.parametrize("w_max", [1.5, 3.0, 1.0])
+def test_by_default_the_weights_saturate_exactly_at_w_max(w_max):
+    # many pre-before-post pairs: the weight climbs to w_max and stays there, on Lava's
+    # learning engine as in the IR; post-before-pre pairs drive synapse 1 to 0
+    pre = [(0, float(t)) for t in range(2, 200, 10)] + [(1, float(t)) for t in
+                                                        range(8, 200, 10)]
+    net = _protocol(pre, [float(t) for t in range(4, 200, 10)], a_plus=2.0, a_minus=2.0,
+                    w_max=w_max)
+    res = get_backend("torch").compile(net, precision="fixed", progress=False).run(200.0)
+    w = res.weights["plastic.weights"].values[0]
+    assert w[:, 0].max() == pytest.approx(w_max, rel=1e-12) and w[-1, 1] == 0.0
+    assert f"weights span [0, w_max={w_max:g}] in 255 mantissas" in res.meta["engine_note"]
 
 
 # --------------------------------------------------------------------------- torch fixed = Lava
@@ -213,15 +239,23 @@ def _sparse_net(seed: int) -> Network:
 
 def test_sparse_projections_learn_only_their_synapses():
     net = _sparse_net(1)
-    res = get_backend("torch").compile(net, precision="fixed", progress=False).run(200.0)
+    res = _fixed(net, 200.0)
     w = res.weights["sparse.weights"].values[0]
     assert w.shape == (200, net.projections["sparse"].n_synapses)
     assert np.any(w[-1, ::5] > 0)  # synapses that start at 0 learn too
     assert np.any(w[-1] != w[0])
 
 
+def _bounded() -> Network:
+    """The saturating protocol with w_max = 1.5: by default the weights span [0, 1.5]."""
+    net = _saturating()
+    net.plasticity["plastic.stdp"].w_max = 1.5
+    return net
+
+
 BIT_EXACT = {
     "protocol": (lambda: _protocol([(0, 5.0), (1, 14.0)], [9.0]), 30.0),
+    "bounded-by-w_max": (_bounded, 200.0),
     "sparse": (lambda: _sparse_net(1), 200.0),
     "saturating": (_saturating, 200.0),
     "poisson1": (lambda: _poisson_net(1), 300.0),
@@ -230,8 +264,7 @@ BIT_EXACT = {
 
 
 def test_torch_fixed_mode_learns_without_lava():
-    res = get_backend("torch").compile(_protocol([(0, 5.0), (1, 14.0)], [9.0]),
-                                       precision="fixed", progress=False).run(30.0)
+    res = _fixed(_protocol([(0, 5.0), (1, 14.0)], [9.0]), 30.0)
     w = res.weights["plastic.weights"].values[0]
     assert w[-1, 0] > 1.0 > w[-1, 1]
     np.testing.assert_array_equal(w[:10], 1.0)
@@ -242,9 +275,10 @@ def test_torch_fixed_mode_learns_without_lava():
 def test_torch_fixed_and_lava_learn_the_same_weights_bit_for_bit(name):
     build, duration_ms = BIT_EXACT[name]
     seeds = (0, 3) if name.startswith("poisson") else (0,)
-    lava_res = _lava(build(), duration_ms, seeds=seeds, chunk_steps=50)
-    torch_res = get_backend("torch").compile(build(), precision="fixed", seeds=seeds,
-                                             progress=False).run(duration_ms)
+    weight_range = "w_max" if name == "bounded-by-w_max" else "initial"
+    lava_res = _lava(build(), duration_ms, seeds=seeds, chunk_steps=50,
+                     plastic_weight_range=weight_range)
+    torch_res = _fixed(build(), duration_ms, seeds=seeds, plastic_weight_range=weight_range)
     assert lava_res.weights.keys() == torch_res.weights.keys()
     moved = 0.0
     for key, wl in lava_res.weights.items():

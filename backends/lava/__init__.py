@@ -41,7 +41,7 @@ def prepare(network: Network, cfg: LavaConfig) -> tuple[Conversion, Plan]:
     if cfg.select_tag == "fixed_pt":
         from .fixed import plan_fixed
 
-        plan = plan_fixed(conv.network, conv.notes)
+        plan = plan_fixed(conv.network, conv.notes, cfg.plastic_weight_range)
     else:
         plan = plan_float(conv.network, conv.notes)
     for name, offset in conv.v_offset.items():

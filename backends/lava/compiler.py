@@ -59,7 +59,9 @@ class LavaConfig:
     back between chunks). ``merge_synapses``: allow the charge-preserving merge of unequal
     synaptic time constants when converting plain LIF (see `convert`). ``cache_delay_weights``:
     run DelaySparse with its delay-weight matrix built once instead of every step (the same
-    arithmetic, see ``worker.cached_delay_models``); False runs Lava's models untouched."""
+    arithmetic, see ``worker.cached_delay_models``); False runs Lava's models untouched.
+    ``plastic_weight_range``: how a plastic projection's 8-bit weights are sized ("w_max":
+    to span [0, w_max] exactly; "initial": from the initial weights)."""
 
     select_tag: str = "fixed_pt"
     seeds: tuple[int, ...] = (0,)
@@ -68,6 +70,9 @@ class LavaConfig:
     chunk_steps: int = 500
     merge_synapses: bool = True
     cache_delay_weights: bool = True
+    #: STDP / R-STDP: "w_max" (the 8-bit weights span [0, w_max]) or "initial" (sized from
+    #: the initial weights), see `learning.quantize_for_learning`
+    plastic_weight_range: str = "w_max"
     device: str = "cpu"  # Lava's simulation runs on the CPU; anything else is refused
 
 

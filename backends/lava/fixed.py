@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from evospike.fixed_point import FixedPointNetwork, quantize
+from evospike.fixed_point import FixedPointNetwork
 from evospike.ir.network import Network
 
 from . import learning
 from .compiler import LavaPopulation, Plan, _plan_common
 
 
-def plan_fixed(network: Network, notes: list[str]) -> Plan:
+def plan_fixed(network: Network, notes: list[str], weight_range: str = "w_max") -> Plan:
     """The fixed_pt plan of a network of CubaLIF populations and LIF populations that reduce
     to them exactly (the quantizer does that; LIF with two synaptic time constants has been
     merged by `convert` before)."""
     # STDP (learning.py): the quantizer runs fixed weights, the rule is planned afterwards
-    fp: FixedPointNetwork = quantize(learning.without_learning(network), "loihi2")
+    fp: FixedPointNetwork = learning.quantize_for_learning(network, "loihi2", weight_range)
     plan = Plan(network, "fixed_pt", notes=list(notes) + list(fp.notes))
     for name, p in fp.populations.items():
         plan.populations[name] = LavaPopulation(

@@ -267,6 +267,72 @@ def plan_learning(network: Network, fp, notes: list[str]) -> dict[str, LearningP
     return out
 
 
+#: how the 8-bit weights of a plastic projection are sized (``plastic_weight_range``)
+WEIGHT_RANGES = ("w_max", "initial")
+
+
+def quantize_for_learning(network: Network, profile, weight_range: str = "w_max"):
+    """`evospike.fixed_point.quantize` of ``network`` without its carried learning rules,
+    with each plastic projection's weight range set by ``weight_range``:
+
+    - ``"w_max"`` (default): the 255 weight mantissas span exactly [0, w_max], so Loihi's
+      learning engine saturates where the IR clips. The post-synaptic population's scale is
+      lowered from the quantizer's power of two (by less than 2x) to the value that makes
+      ``255 q == w_max``. Where that cannot hold (two plastic projections onto one population
+      with different bounds, an exponent out of range, initial weights above w_max) the
+      projection falls back to ``"initial"`` and a note says why.
+    - ``"initial"``: the weights are sized from their initial values (the finest quantum
+      that holds them), saturating at 255 mantissas, which may lie below w_max (noted) or,
+      if above it, is refused (`plan_learning`)."""
+    import math
+
+    from evospike.errors import EvoSpikeError
+    from evospike.fixed_point import get_profile, quantize
+
+    if weight_range not in WEIGHT_RANGES:
+        raise EvoSpikeError(f"plastic_weight_range must be one of {WEIGHT_RANGES} (got "
+                            f"{weight_range!r})")
+    base = without_learning(network)
+    fp = quantize(base, profile)
+    rules = rules_by_projection(network)
+    if weight_range == "initial" or not rules:
+        return fp
+    prof = get_profile(profile)
+    scales: dict[str, float] = {}
+    floors: dict[str, int] = {}
+    skipped: list[str] = []
+    for name, rule in rules.items():
+        proj = fp.projections.get(name)
+        if proj is None or rule.w_max <= 0:
+            continue
+        label = f"{type(rule).__name__} '{rule.name}'"
+        s_auto = fp.populations[proj.post].scale
+        exp = math.floor(math.log2(s_auto * rule.w_max / (WEIGHT_MANT_MAX *
+                                                           2.0 ** prof.act_shift)))
+        scale = WEIGHT_MANT_MAX * 2.0 ** (exp + prof.act_shift) / rule.w_max
+        if not prof.weight_exp_min <= exp <= prof.weight_exp_max:
+            skipped.append(f"{label}: w_max={rule.w_max} needs weight exponent {exp}, outside "
+                           f"{prof.weight_exp_min}..{prof.weight_exp_max}")
+        elif proj.post in scales and scales[proj.post] != scale:
+            skipped.append(f"{label}: population '{proj.post}' is already scaled for another "
+                           "plastic projection's w_max")
+        else:
+            scales[proj.post], floors[name] = scale, exp
+    fp = quantize(base, profile, scales=scales, weight_exp_floors=floors)
+    for name, exp in floors.items():
+        proj, rule = fp.projections[name], rules[name]
+        label = f"{type(rule).__name__} '{rule.name}'"
+        if proj.weight_exp != exp:
+            skipped.append(f"{label}: initial weights above w_max={rule.w_max} need a larger "
+                           "weight exponent")
+        else:
+            fp.notes.append(f"{label}: weights span [0, w_max={rule.w_max:.6g}] in 255 "
+                            f"mantissas (population '{proj.post}' scaled "
+                            f"{fp.populations[proj.post].scale:.6g} units per unit)")
+    fp.notes.extend(f"{s}; the weight range is sized from the initial weights" for s in skipped)
+    return fp
+
+
 def without_learning(network: Network) -> Network:
     """``network`` without its carried learning rules, their modulators (unless recorded) and
     weight monitors (for the quantizer, which runs fixed weights: the learning part is planned

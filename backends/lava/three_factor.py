@@ -74,6 +74,8 @@ PRODUCT_SHIFT = 5
 DECAY_TOLERANCE = 0.10
 #: likewise for the weight factor (at most two more doublings are tried)
 COEFFICIENT_TOLERANCE = 0.06
+#: the longest decimation keeps the tag's decay per update at most this (2^k dt <= 0.69 tau)
+MAX_DECAY_PER_UPDATE = 0.5
 
 
 @dataclass
@@ -248,6 +250,8 @@ def plan_three_factor(rule: RewardModulatedSTDP, net: Network, quantum: float, m
     # doublings are taken when they represent the rate more closely (mantissas are 3 bits)
     candidates = []
     for k in range(planned[0], MAX_DECIMATION + 1):
+        if 1.0 - np.exp(-(2 ** k) * dt / rule.tau_eligibility_ms) > MAX_DECAY_PER_UPDATE:
+            break  # updates this sparse would no longer follow the eligibility's decay
         coefficient = (2 ** PRODUCT_SHIFT) * (2 ** k) * rule.learning_rate_per_ms * dt * \
             scale * tag_quantum / quantum
         m, e = mant_exp(abs(coefficient))
@@ -261,9 +265,11 @@ def plan_three_factor(rule: RewardModulatedSTDP, net: Network, quantum: float, m
             break
     if not candidates:
         raise EvoSpikeError(
-            f"{label}: learning_rate_per_ms={rule.learning_rate_per_ms} gives a weight factor "
-            f"of {abs(coefficient):.3g} per (tag unit x reward unit) every {2 ** k} steps, "
-            "outside what Loihi 2's learning engine represents (2^-7 .. 7 * 2^8)")
+            f"{label}: learning_rate_per_ms={rule.learning_rate_per_ms} moves the weight by "
+            f"too little or too much per update for Loihi 2's learning engine (weight quantum "
+            f"{quantum:.4g}, tau_eligibility_ms={rule.tau_eligibility_ms}: its factors span "
+            "2^-7 .. 7 * 2^8 per tag and reward unit); a lower w_max (a finer quantum) or "
+            "plastic_weight_range='initial' may bring it into range")
     _, k, coefficient, m, e, got = min(candidates, key=lambda c: (c[0], c[1]))
     target = 1.0 - np.exp(-(2 ** k) * dt / rule.tau_eligibility_ms)
     md, ed = mant_exp(target)

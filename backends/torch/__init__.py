@@ -24,6 +24,8 @@ def compile(network: Network, config: TorchConfig | None = None, **overrides) ->
 
     # fixed-point mode (backends/torch/fixed.py): "fixed_profile" picks the bit widths
     fixed_profile = overrides.pop("fixed_profile", "loihi2")
+    # STDP / R-STDP in fixed point: "w_max" or "initial" (backends/lava/learning.py)
+    weight_range = overrides.pop("plastic_weight_range", "w_max")
     unknown = set(overrides) - set(TorchConfig.__dataclass_fields__)
     if unknown:
         raise EvoSpikeError(f"torch backend: no option {', '.join(sorted(unknown))} "
@@ -51,7 +53,8 @@ def compile(network: Network, config: TorchConfig | None = None, **overrides) ->
             raise EvoSpikeError(f"torch backend: precision 'fixed' runs its own integer "
                                 f"engine; engine {cfg.engine!r} applies to float precisions")
 
-        return compile_fixed(network, cfg.seeds, cfg.device, fixed_profile, cfg.progress)
+        return compile_fixed(network, cfg.seeds, cfg.device, fixed_profile, cfg.progress,
+                             weight_range)
     cn = compile_network(network, cfg)
     engine, note = _choose_engine(cn, cfg.engine)
     return TorchRunner(cn, engine, note)

@@ -34,7 +34,6 @@ from evospike.fixed_point import (
     FixedPointProfile,
     FixedPointUnsupported,
     get_profile,
-    quantize,
 )
 from evospike.ir.network import Network
 from evospike.ir.nodes import PoissonSource
@@ -390,7 +389,7 @@ class FixedRunner:
 
 def compile_fixed(network: Network, seeds: tuple[int, ...], device: str = "cpu",
                   profile: str | FixedPointProfile = "loihi2",
-                  progress: bool = True) -> FixedRunner:
+                  progress: bool = True, plastic_weight_range: str = "w_max") -> FixedRunner:
     """Quantize ``network`` (refusing, all at once, what the integer model cannot carry) and
     return its runner."""
     if not seeds:
@@ -404,7 +403,7 @@ def compile_fixed(network: Network, seeds: tuple[int, ...], device: str = "cpu",
         reasons.append(f"STDP: the learning engine is Loihi 2's; profile "
                        f"'{get_profile(profile).name}' has none")
     try:
-        fx = quantize(learning.without_learning(network), profile)
+        fx = learning.quantize_for_learning(network, profile, plastic_weight_range)
     except FixedPointUnsupported as exc:
         reasons = list(exc.reasons) + reasons
     if reasons:
