@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="brian2 code generation target (default: cython if it works)")
     run.add_argument("--select-tag", default=None, choices=["fixed_pt", "floating_pt"],
                      help="lava: Loihi2SimCfg select_tag (default fixed_pt)")
+    run.add_argument("--plastic-weight-range", default=None, choices=["w_max", "initial"],
+                     help="lava and torch fixed: 8-bit weights of plastic projections span "
+                          "[0, w_max] (default) or are sized from the initial weights")
     run.add_argument("--out", default="results.h5", help="results file (default results.h5)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -107,7 +110,7 @@ def _run(args) -> int:
               f"({', '.join(net.populations)})", file=sys.stderr)
     seeds = tuple(range(args.seed, args.seed + args.trials))
     options = {key: getattr(args, key) for key in ("device", "precision", "engine", "target",
-                                                        "select_tag")
+                                                        "select_tag", "plastic_weight_range")
                if getattr(args, key) is not None}
     runner = backend.compile(net, seeds=seeds, progress=not args.no_progress, **options)
     results = runner.run(duration)
