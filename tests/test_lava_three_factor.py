@@ -280,3 +280,31 @@ def test_lava_records_the_level_and_learns_with_it():
     np.testing.assert_allclose(res.traces["reward.level"].values,
                                _fixed(net, 60.0).traces["reward.level"].values)
     np.testing.assert_array_equal(res.weights[WEIGHTS].values, fixed.weights[WEIGHTS].values)
+
+
+def test_cli_runs_reward_learning_in_fixed_point_with_either_weight_range(tmp_path):
+    from evospike.cli import main
+    from evospike.results import Results
+
+    model = tmp_path / "model.py"
+    model.write_text(
+        "from evospike import AllToAll, CubaLIF, Network, RewardEvents\n"
+        "def build():\n"
+        "    net = Network('cli_rstdp', dt_ms=1.0)\n"
+        "    src = net.poisson_source('in', 10, rate_hz=40.0)\n"
+        "    out = net.population('out', 3, CubaLIF(du=0.25, dv=0.1, v_thresh=10.0))\n"
+        "    proj = net.connect(src, out, AllToAll(), weight=2.0, name='p')\n"
+        "    net.modulator('da', 50.0, [RewardEvents([50.0, 150.0], 1.0)])\n"
+        "    net.reward_stdp(proj, 'da', a_plus=0.05, a_minus=0.055, w_max=4.0,\n"
+        "                    tau_eligibility_ms=100.0, learning_rate_per_ms=0.02)\n"
+        "    net.record_weights(proj, every_steps=50)\n"
+        "    return net\n")
+    for weight_range in ("w_max", "initial"):
+        out = tmp_path / f"{weight_range}.h5"
+        assert main(["run", str(model), "--precision", "fixed", "--duration", "200ms",
+                     "--plastic-weight-range", weight_range, "--out", str(out),
+                     "--no-progress"]) == 0
+        res = Results.load(out)
+        assert "RewardModulatedSTDP 'p.rstdp'" in res.meta["engine_note"]
+        assert ("weights span [0, w_max=4]" in res.meta["engine_note"]) == \
+            (weight_range == "w_max")
