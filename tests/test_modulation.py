@@ -185,20 +185,24 @@ def test_trials_learn_independently_and_match_single_runs():
 
 
 def test_native_engine_refuses_processes_and_auto_falls_back():
-    """The native kernel carries Modulators and modulated / three-factor STDP
-    (tests/test_native_three_factor.py); homeostasis and metaplasticity stay on eager."""
+    """The native kernel carries Modulators, modulated / three-factor STDP, homeostasis and
+    metaplasticity (tests/test_native_three_factor.py, tests/test_native_homeostasis.py);
+    other process kinds (here apoptosis) stay on eager."""
     from evospike.backends import get_backend
 
     torch_backend = get_backend("torch")
-    for kwargs in (dict(homeostasis="threshold"), dict(meta="tau_plus_ms")):
-        with pytest.raises(Exception, match="only Modulators, not homeostasis, metaplasticity"):
-            torch_backend.compile(plastic_net("rstdp", **kwargs), engine="native",
-                                  progress=False)
+    for kwargs in (dict(homeostasis="threshold"), dict(meta="tau_plus_ms"),
+                   dict(homeostasis="scaling", meta="a_minus")):
         runner = torch_backend.compile(plastic_net("rstdp", **kwargs), engine="auto",
                                        progress=False)
-        assert runner.engine == "eager"
-    runner = torch_backend.compile(plastic_net("rstdp"), engine="auto", progress=False)
-    assert runner.engine == "native"
+        assert runner.engine == "native"
+    net = plastic_net("rstdp", homeostasis="threshold")
+    net.apoptosis("post")
+    with pytest.raises(Exception, match="only Modulators, Homeostasis and Metaplasticity, "
+                                        "not the other process kinds .Apoptosis 'post.apoptosis'"):
+        torch_backend.compile(net, engine="native", progress=False)
+    runner = torch_backend.compile(net, engine="auto", progress=False)
+    assert runner.engine == "eager" and "Apoptosis 'post.apoptosis'" in runner.engine_note
 
 
 @pytest.mark.parametrize("weight, free_range", [(15.0, (40.0, 60.0)), (2.0, (0.0, 1.0))])

@@ -160,11 +160,11 @@ def test_float32_stays_close(case):
 def test_native_refuses_other_processes_and_auto_picks_native_for_rstdp():
     torch_backend = get_backend("torch")
     net = _net("rstdp")
-    net.homeostasis("post", target_rate_hz=20.0, tau_rate_ms=50.0, threshold_rate=2.0)
-    with pytest.raises(Exception, match=r"only Modulators.*Homeostasis 'post.homeostasis'"):
+    net.apoptosis("post")  # homeostasis and metaplasticity: tests/test_native_homeostasis.py
+    with pytest.raises(Exception, match=r"only Modulators.*Apoptosis 'post.apoptosis'"):
         torch_backend.compile(net, engine="native", progress=False)
     auto = torch_backend.compile(net, engine="auto", progress=False)
-    assert auto.engine == "eager" and "Homeostasis" in auto.engine_note
+    assert auto.engine == "eager" and "Apoptosis" in auto.engine_note
 
     runner = torch_backend.compile(_net("rstdp"), engine="auto", progress=False)
     assert runner.engine == "native"

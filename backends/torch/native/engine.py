@@ -6,7 +6,16 @@ processes those read: the kernel updates the same tensors the eager engine's `TM
 holds (level, rate_hz, expected_hz) and the rule's eligibility, so StateMonitors and weight
 monitors read them unchanged between chunks. The reward drives (events, series) do not depend
 on the simulation and come precomputed per step (`ChunkInputs.rewards`); spike-count and novelty
-drives are counted in the kernel. Every other process kind is refused
+drives are counted in the kernel.
+
+It also carries `Homeostasis` (the rate estimate, the adaptive threshold it adds to the firing
+threshold, synaptic scaling of the listed projections) and `Metaplasticity` (a rule's amplitude
+or time constant adapting to a modulator's level), in place on the eager engine's tensors
+(THomeostasis.rate_hz / theta, TMetaplasticity.value / baseline, the rule's per-trial a_plus,
+a_minus, decay_x, decay_y). A time constant's new trace decay exp(-dt / tau) is computed by the
+eager engine's own `TPlastic.set_parameter`, called back from the kernel in the steps where the
+value changed, so that it is torch's exp and rounds the same. Every other process kind (gating,
+memory tiers, apoptosis, energy budgets, structural plasticity, pruning) is refused
 (`native_unavailable_reason`) and runs on the eager engine."""
 
 from __future__ import annotations
@@ -19,10 +28,12 @@ import torch
 from evospike.dynamics import LinearStep
 from evospike.ir.nodes import CHANNELS
 
-from ..processes import TModulator
+from ..processes import THomeostasis, TMetaplasticity, TModulator
 from .build import NativeBuildError, load_kernel
 
 MAX_STATES = 4
+CARRIED_PROCESSES = (TModulator, THomeostasis, TMetaplasticity)
+REFRESH = ctypes.CFUNCTYPE(None)  # Meta.refresh: recompute a rule's decays after a tau change
 I32, I64 = ctypes.c_int32, ctypes.c_int64
 P = ctypes.c_void_p
 
@@ -44,7 +55,7 @@ def _structs(precision: str):
             ("current", P), ("izh", P * 8), ("izh_n", I32 * 8), ("ch_exc", I32),
             ("ch_inh", I32), ("ch_v", I32), ("dt_ms", R), ("fired", P), ("n_fired", I64),
             ("record", I32), ("out_step", P), ("out_flat", P), ("out_cap", I64),
-            ("out_count", I64),
+            ("out_count", I64), ("theta_h", P),
         ]
 
     class Proj(ctypes.Structure):
@@ -52,12 +63,13 @@ def _structs(precision: str):
             ("pre_is_source", I32), ("pre", I32), ("post", I32), ("n_pre", I32),
             ("n_post", I32), ("indptr", P), ("indices", P), ("weights", P), ("delays16", P),
             ("delays32", P), ("uniform_delay", I32), ("channel", I32),
-            ("plastic", I32), ("nnz", I64), ("wt", P), ("x", P), ("y", P), ("decay_x", R),
-            ("decay_y", R), ("a_plus", R), ("a_minus", R), ("w_min", R), ("w_max", R),
+            ("plastic", I32), ("nnz", I64), ("wt", P), ("x", P), ("y", P), ("decay_x", P),
+            ("decay_y", P), ("a_plus", P), ("a_minus", P), ("w_min", R), ("w_max", R),
             ("nearest", I32), ("multiplicative", I32), ("col_ptr", P), ("col_syn", P),
             ("col_pre", P), ("pending", P), ("pending_n", P), ("mod_level", P),
             ("modulation", I32), ("gate_threshold", R), ("scale_gain", R),
             ("three_factor", I32), ("elig", P), ("decay_e", R), ("lr_dt", R),
+            ("w_stride", I64),
         ]
 
     class Src(ctypes.Structure):
@@ -75,18 +87,33 @@ def _structs(precision: str):
             ("rate_hz", P), ("expected_hz", P),
         ]
 
-    return Pop, Proj, Src, Mod
+    class Homeo(ctypes.Structure):
+        _fields_ = [
+            ("pop", I32), ("scaling", I32), ("rate_hz", P), ("theta", P), ("increment", R),
+            ("decay", R), ("target", R), ("threshold_rate", R), ("scaling_rate", R),
+            ("every", R), ("dt_ms", R), ("milli", R), ("every_steps", I64), ("n_scaled", I32),
+            ("scaled", P), ("factor", P),
+        ]
+
+    class Meta(ctypes.Structure):
+        _fields_ = [
+            ("value", P), ("baseline", P), ("level", P), ("baseline_decay", R),
+            ("baseline_in", R), ("eta", R), ("dt_ms", R), ("milli", R), ("p_min", R),
+            ("p_max", R), ("amplitude", P), ("refresh", REFRESH),
+        ]
+
+    return Pop, Proj, Src, Mod, Homeo, Meta
 
 
 def native_unavailable_reason(cn) -> str | None:
     """None if the native kernel can run ``cn``; otherwise why not."""
     if cn.device.type != "cpu":
         return f"it runs on the CPU only (device is {cn.device})"
-    others = {n: p for n, p in cn.processes.items() if not isinstance(p, TModulator)}
+    others = {n: p for n, p in cn.processes.items() if not isinstance(p, CARRIED_PROCESSES)}
     if others:
         names = ", ".join(f"{type(p.node).__name__} '{n}'" for n, p in others.items())
-        return (f"of the processes it carries only Modulators, not homeostasis, "
-                f"metaplasticity or the other process kinds ({names})")
+        return (f"of the processes it carries only Modulators, Homeostasis and "
+                f"Metaplasticity, not the other process kinds ({names})")
     for pop in cn.populations.values():
         if len(pop.step.state_names) > MAX_STATES:
             return f"population '{pop.name}' has more than {MAX_STATES} state variables"
@@ -111,8 +138,18 @@ class NativeEngine:
         self.cn = cn
         self.lib = load_kernel(cn.config.precision)
         self.np_dtype = np.float32 if cn.config.precision == "float32" else np.float64
-        Pop, Proj, Src, Mod = _structs(cn.config.precision)
-        self._keep: list = []  # arrays the structs point into
+        Pop, Proj, Src, Mod, Homeo, Meta = _structs(cn.config.precision)
+        self._keep: list = []  # arrays (and callbacks) the structs point into
+        self._callback_error: BaseException | None = None  # raised in a Meta.refresh call
+        trials = len(cn.config.seeds)
+        homeos = [p for p in cn.process_order if isinstance(p, THomeostasis)]
+        for proc in homeos:
+            for name in proc.node.projections if proc.node.mechanism == "scaling" else ():
+                proj = cn.projections[name]
+                if proj.weights.dim() == 1:
+                    # scaling makes the weights per trial; the eager engine does it in its
+                    # first step (step 0 is a scaling step), where they are still equal
+                    proj.weights = proj.weights.unsqueeze(0).repeat(trials, 1)
         recorded = {m.target for m in cn.spike_monitors}
         pops = list(cn.populations.values())
         self.pop_names = [p.name for p in pops]
@@ -136,6 +173,7 @@ class NativeEngine:
             c.n_pre, c.n_post = proj.n_pre, proj.n_post
             c.indptr, c.indices, c.weights = (_ptr(proj.indptr), _ptr(proj.indices),
                                               _ptr(proj.weights))
+            c.w_stride = proj.weights.shape[1] if proj.weights.dim() == 2 else 0
             if proj.delays is not None:
                 if proj.delays.dtype == torch.int16:
                     c.delays16 = _ptr(proj.delays)
@@ -146,11 +184,20 @@ class NativeEngine:
             if proj.plastic is not None:
                 self._fill_plastic(c, proj)
         self.n_pops, self.n_srcs, self.n_projs = len(pops), len(self.src_names), len(projs)
-        # every process is a Modulator here (native_unavailable_reason refuses the others)
-        self.mod_names = list(cn.processes)
+        # Modulators, Homeostasis, Metaplasticity (native_unavailable_reason refuses the
+        # others); the kernel runs each kind in the eager engine's phase order
+        self.mod_names = [n for n, p in cn.processes.items() if isinstance(p, TModulator)]
         self.mods = (Mod * max(1, len(self.mod_names)))()
         for slot, name in enumerate(self.mod_names):
             self._fill_modulator(self.mods[slot], cn.processes[name])
+        self.homeos = (Homeo * max(1, len(homeos)))()
+        for slot, proc in enumerate(homeos):
+            self._fill_homeostasis(self.homeos[slot], proc, [p.name for p in projs])
+        metas = [p for p in cn.process_order if isinstance(p, TMetaplasticity)]
+        self.metas = (Meta * max(1, len(metas)))()
+        for slot, proc in enumerate(metas):
+            self._fill_metaplasticity(self.metas[slot], proc)
+        self.n_homeos, self.n_metas = len(homeos), len(metas)
         # recording buffers, allocated once: (struct, node, steps, flat indices); the kernel
         # stops at a step boundary before they could overflow and the caller empties them
         self._buffers = []
@@ -168,9 +215,10 @@ class NativeEngine:
         trials = proj.weights.shape[0]
         c.plastic, c.nnz, c.wt = 1, proj.weights.shape[1], _ptr(proj.weights)
         c.x, c.y = _ptr(pl.x), _ptr(pl.y)
-        # constant across trials here: metaplasticity (per-trial values) runs on eager only
-        c.decay_x, c.decay_y = float(pl.decay_x[0, 0]), float(pl.decay_y[0, 0])
-        c.a_plus, c.a_minus, c.w_min, c.w_max = rule.a_plus, rule.a_minus, rule.w_min, rule.w_max
+        # per trial, in place: metaplasticity changes them during the run
+        for key in ("decay_x", "decay_y", "a_plus", "a_minus"):
+            setattr(c, key, _ptr(getattr(pl, key)))
+        c.w_min, c.w_max = rule.w_min, rule.w_max
         c.nearest = int(rule.pairing == "nearest")
         c.multiplicative = int(rule.weight_dependence == "multiplicative")
         c.col_ptr, c.col_syn, c.col_pre = _ptr(pl.col_ptr), _ptr(pl.col_syn), _ptr(pl.col_pre)
@@ -218,6 +266,56 @@ class NativeEngine:
             m.rate_decay, m.rate_in = proc.rate_decay, 1.0 - proc.rate_decay
             m.expect_decay, m.expect_in = proc.expect_decay, 1.0 - proc.expect_decay
             m.rate_hz, m.expected_hz = _ptr(proc.rate_hz), _ptr(proc.expected_hz)
+
+    def _fill_homeostasis(self, h, proc: THomeostasis, proj_names: list[str]) -> None:
+        """Point the kernel at the process's own tensors; the constants are those of
+        THomeostasis.update, rounded to the precision as torch rounds a Python scalar."""
+        node, dt_ms = proc.node, self.cn.network.dt_ms
+        h.pop = self.pop_names.index(node.population)
+        h.scaling = int(node.mechanism == "scaling")
+        h.rate_hz, h.theta = _ptr(proc.rate_hz), _ptr(proc.theta)
+        h.increment, h.decay = proc.spike_increment, proc.rate_decay
+        h.target, h.threshold_rate = node.target_rate_hz, node.threshold_rate
+        h.scaling_rate, h.every, h.every_steps = node.scaling_rate, node.every_steps, \
+            node.every_steps
+        h.dt_ms, h.milli = dt_ms, 1e-3
+        if h.scaling:
+            h.n_scaled = len(node.projections)
+            h.scaled = _ptr(self._arr([proj_names.index(p) for p in node.projections],
+                                      np.int32))
+            h.factor = _ptr(self._arr(np.zeros(self.cn.network.size_of(node.population))))
+        else:
+            pop = self.pops[h.pop]
+            pop.theta_h = _ptr(proc.theta)  # the population's threshold_offset
+
+    def _fill_metaplasticity(self, m, proc: TMetaplasticity) -> None:
+        """Point the kernel at the process's and the rule's tensors (TMetaplasticity.update)."""
+        node, cn = proc.node, self.cn
+        plastic = cn.projections[cn.network.plasticity[node.rule].projection].plastic
+        m.value, m.baseline = _ptr(proc.value), _ptr(proc.baseline)
+        m.level = _ptr(cn.processes[node.modulator].level)
+        m.baseline_decay, m.baseline_in = proc.baseline_decay, 1.0 - proc.baseline_decay
+        m.eta, m.dt_ms, m.milli = node.eta, cn.network.dt_ms, 1e-3
+        m.p_min, m.p_max = node.p_min, node.p_max
+        if node.parameter in ("a_plus", "a_minus"):
+            m.amplitude = _ptr(getattr(plastic, node.parameter))
+        else:
+            # the new decay exp(-dt / tau) with torch's exp, as the eager engine computes it
+            # (a C exp may round differently); called only in steps where the value changed
+            def refresh(plastic=plastic, name=node.parameter, value=proc.value,
+                        dt_ms=cn.network.dt_ms) -> None:
+                try:
+                    plastic.set_parameter(name, value, dt_ms)
+                except BaseException as exc:
+                    # ctypes would print and drop it: a Ctrl-C here must not skip the update
+                    # (it arrives once, so redo it); raised when the kernel returns (`run`)
+                    self._callback_error = self._callback_error or exc
+                    if isinstance(exc, KeyboardInterrupt):
+                        plastic.set_parameter(name, value, dt_ms)
+
+            callback = REFRESH(refresh)
+            self._keep.append(callback)
+            m.refresh = callback
 
     def _arr(self, values, dtype=None) -> np.ndarray:
         arr = np.ascontiguousarray(values, dtype=dtype or self.np_dtype)
@@ -309,7 +407,11 @@ class NativeEngine:
                     self.pops, self.n_pops, self.srcs, self.n_srcs, self.projs, self.n_projs,
                     self.mods, len(self.mod_names), ctypes.c_int64(start + done),
                     ctypes.c_int64(n_steps - done), ctypes.c_int32(trial),
-                    ctypes.c_int32(trial + 1))
+                    ctypes.c_int32(trial + 1), self.homeos, self.n_homeos, self.metas,
+                    self.n_metas)
+                if self._callback_error is not None:
+                    error, self._callback_error = self._callback_error, None
+                    raise error
                 for s, name, steps, flat in self._buffers:
                     out.setdefault(name, []).append(
                         (steps[: s.out_count].copy(), flat[: s.out_count].copy()))

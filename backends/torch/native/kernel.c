@@ -11,6 +11,9 @@
  *   Plastic projections then run their STDP step (modulated or three-factor rules read their
  *   modulator's level m[n-1]), and last the modulators update their levels (m[n]), as the
  *   eager engine's processes do at the end of the step (evospike/ir/modulators.py).
+ *   The processes then run in the eager engine's phase order: homeostasis (rate estimate,
+ *   adaptive threshold or synaptic scaling), the modulators, metaplasticity (a rule parameter
+ *   adapting to a modulator's level; evospike/ir/plasticity.py).
  *
  * Compiled twice, with REAL = float and REAL = double, and -ffp-contract=off so that a*b+c is
  * rounded like torch's separate multiply and add.
@@ -61,6 +64,7 @@ typedef struct {
     int64_t *out_flat;
     int64_t out_cap;
     int64_t out_count;
+    const REAL *theta_h;   /* [trials][n] homeostatic threshold (Homeostasis), or NULL */
 } Pop;
 
 typedef struct {
@@ -70,7 +74,7 @@ typedef struct {
     int32_t n_pre, n_post;
     const int64_t *indptr;
     const int32_t *indices;
-    const REAL *weights;
+    REAL *weights;         /* [nnz], or [trials][nnz] when w_stride = nnz */
     const int16_t *delays16;   /* per-synapse delays (one of the two, or neither) */
     const int32_t *delays32;
     int32_t uniform_delay;
@@ -80,7 +84,9 @@ typedef struct {
     int64_t nnz;
     REAL *wt;
     REAL *x, *y;           /* traces [trials][n_pre], [trials][n_post] */
-    REAL decay_x, decay_y, a_plus, a_minus, w_min, w_max;
+    /* per trial [trials]: metaplasticity adapts them trial by trial */
+    const REAL *decay_x, *decay_y, *a_plus, *a_minus;
+    REAL w_min, w_max;
     int32_t nearest, multiplicative;
     const int64_t *col_ptr, *col_syn, *col_pre;
     int64_t *pending;      /* [uniform_delay][trials][n_pre]: spikes still on their way */
@@ -93,6 +99,7 @@ typedef struct {
     int32_t three_factor;
     REAL *elig;            /* [trials][nnz] */
     REAL decay_e, lr_dt;
+    int64_t w_stride;      /* 0: one weight vector for all trials, nnz: one per trial */
 } Proj;
 
 typedef struct {
@@ -122,6 +129,35 @@ typedef struct {
     REAL rate_decay, rate_in, expect_decay, expect_in;  /* a, 1 - a, b, 1 - b */
     REAL *rate_hz, *expected_hz;  /* [trials] */
 } Mod;
+
+/* Homeostasis (evospike/ir/plasticity.py) of one population, per neuron and trial, in the
+ * eager engine's order (THomeostasis.update in processes.py): r += 1000 / tau_rate for each
+ * spike; threshold: theta += rate (r - target) dt 1e-3; scaling (steps n % every == 0): the
+ * incoming weights of the listed projections times 1 + rate (target - r) every dt 1e-3,
+ * clipped for plastic ones; then r *= exp(-dt / tau_rate). */
+typedef struct {
+    int32_t pop;           /* index into pops */
+    int32_t scaling;       /* 0: threshold mechanism, 1: synaptic scaling */
+    REAL *rate_hz, *theta; /* [trials][n] */
+    REAL increment, decay, target, threshold_rate, scaling_rate, every, dt_ms, milli;
+    int64_t every_steps;
+    int32_t n_scaled;
+    const int32_t *scaled; /* indices into projs */
+    REAL *factor;          /* scratch [n] */
+} Homeo;
+
+/* Metaplasticity: parameter p of a rule adapts to its modulator's level m[n] (read after the
+ * modulators' update): baseline = baseline b + (1 - b) m; p = clip(p + eta (m - baseline) dt
+ * 1e-3, p_min, p_max). An amplitude is copied into the rule's per-trial array; a time
+ * constant changes the trace decay exp(-dt / p), which `refresh` computes with torch's exp in
+ * the caller (the same function as the eager engine's, so the decays round the same). */
+typedef struct {
+    REAL *value, *baseline;     /* [trials] */
+    const REAL *level;          /* the modulator's [trials] */
+    REAL baseline_decay, baseline_in, eta, dt_ms, milli, p_min, p_max;
+    REAL *amplitude;            /* the rule's a_plus or a_minus [trials], or NULL */
+    void (*refresh)(void);      /* time constants: recompute the rule's decays, or NULL */
+} Meta;
 
 #define PAR(arr, cnt, i) ((cnt) == 1 ? (arr)[0] : (arr)[i])
 
@@ -187,6 +223,7 @@ static void advance_linear(Pop *p, int64_t step, int64_t offset, int t0, int t1)
             REAL *restrict nv = nw[vi];
             const REAL *restrict th = p->v_thresh + i0;
             const REAL *restrict theta = p->theta_index >= 0 ? nw[p->theta_index] : NULL;
+            const REAL *restrict off = p->theta_h ? p->theta_h + (size_t)b * n + i0 : NULL;
             unsigned char sp[BLOCK];
             int any = 0;
             if (p->has_refractory) {
@@ -194,7 +231,8 @@ static void advance_linear(Pop *p, int64_t step, int64_t offset, int t0, int t1)
                 for (int i = 0; i < m; ++i) {
                     const int held = rf[i] > 0;
                     const REAL v = held ? xv[i] : nv[i];
-                    const REAL thr = theta ? th[i] + theta[i] : th[i];
+                    REAL thr = theta ? th[i] + theta[i] : th[i];
+                    if (off) thr = thr + off[i];
                     nv[i] = v;
                     sp[i] = (unsigned char)(!held & (v > thr));
                     rf[i] = held ? rf[i] - 1 : 0;
@@ -202,7 +240,8 @@ static void advance_linear(Pop *p, int64_t step, int64_t offset, int t0, int t1)
                 }
             } else {
                 for (int i = 0; i < m; ++i) {
-                    const REAL thr = theta ? th[i] + theta[i] : th[i];
+                    REAL thr = theta ? th[i] + theta[i] : th[i];
+                    if (off) thr = thr + off[i];
                     sp[i] = (unsigned char)(nv[i] > thr);
                     any |= sp[i];
                 }
@@ -278,14 +317,15 @@ static void propagate(const Proj *pr, Pop *post, const int64_t *fired, int64_t n
         const int64_t trial = flat / pr->n_pre, pre = flat % pr->n_pre;
         if (trial < t0 || trial >= t1) continue;  /* source events hold every trial */
         const int64_t lo = pr->indptr[pre], hi = pr->indptr[pre + 1];
+        const REAL *weights = pr->weights + trial * pr->w_stride;
         if (pr->delays16 == NULL && pr->delays32 == NULL) {
             REAL *dst = post->buf + (((size_t)((step + pr->uniform_delay) % slots) * nch + pr->channel) * T + trial) * n_post;
-            for (int64_t s = lo; s < hi; ++s) dst[pr->indices[s]] += pr->weights[s];
+            for (int64_t s = lo; s < hi; ++s) dst[pr->indices[s]] += weights[s];
         } else {
             for (int64_t s = lo; s < hi; ++s) {
                 const int64_t d = pr->delays16 ? pr->delays16[s] : pr->delays32[s];
                 REAL *dst = post->buf + (((size_t)((step + d) % slots) * nch + pr->channel) * T + trial) * n_post;
-                dst[pr->indices[s]] += pr->weights[s];
+                dst[pr->indices[s]] += weights[s];
             }
         }
     }
@@ -323,8 +363,12 @@ static REAL mod_factor(const Proj *pr, int64_t b) {
 static void stdp_update(Proj *pr, const Pop *post, int64_t step, int first, int t0, int t1) {
     const int T = post->trials, n_pre = pr->n_pre, n_post = pr->n_post;
     const int modulated = pr->mod_level != NULL && !pr->three_factor;
-    for (int64_t k = (int64_t)t0 * n_pre; k < (int64_t)t1 * n_pre; ++k) pr->x[k] *= pr->decay_x;
-    for (int64_t k = (int64_t)t0 * n_post; k < (int64_t)t1 * n_post; ++k) pr->y[k] *= pr->decay_y;
+    for (int b = t0; b < t1; ++b) {
+        const REAL dx = pr->decay_x[b], dy = pr->decay_y[b];
+        REAL *restrict x = pr->x + (int64_t)b * n_pre, *restrict y = pr->y + (int64_t)b * n_post;
+        for (int i = 0; i < n_pre; ++i) x[i] *= dx;
+        for (int j = 0; j < n_post; ++j) y[j] *= dy;
+    }
     if (pr->three_factor && first) {
         REAL *restrict e = pr->elig;
         const REAL d = pr->decay_e;
@@ -341,7 +385,7 @@ static void stdp_update(Proj *pr, const Pop *post, int64_t step, int first, int 
         for (int64_t f = 0; f < count; ++f) {
             const int64_t pre = arr[f] % n_pre;
             for (int64_t s = pr->indptr[pre]; s < pr->indptr[pre + 1]; ++s) {
-                REAL change = pr->a_minus * y[pr->indices[s]];
+                REAL change = pr->a_minus[b] * y[pr->indices[s]];
                 if (pr->multiplicative) change = change * (w[s] - pr->w_min);
                 if (modulated) change = change * factor;
                 if (e) e[s] = e[s] - change;
@@ -365,7 +409,7 @@ static void stdp_update(Proj *pr, const Pop *post, int64_t step, int first, int 
         const REAL factor = modulated ? mod_factor(pr, trial) : (REAL)1;
         for (int64_t k = pr->col_ptr[j]; k < pr->col_ptr[j + 1]; ++k) {
             const int64_t s = pr->col_syn[k];
-            REAL change = pr->a_plus * x[pr->col_pre[k]];
+            REAL change = pr->a_plus[trial] * x[pr->col_pre[k]];
             if (pr->multiplicative) change = change * (pr->w_max - w[s]);
             if (modulated) change = change * factor;
             if (e) e[s] = e[s] + change;
@@ -443,6 +487,70 @@ static void modulator_update(Mod *md, const Pop *pops, const Src *srcs, int64_t 
     }
 }
 
+static void homeostasis_update(Homeo *h, const Pop *pops, Proj *projs, int64_t step, int t0,
+                               int t1) {
+    const Pop *p = &pops[h->pop];
+    const int n = p->n;
+    for (int64_t f = 0; f < p->n_fired; ++f)  /* fired holds trials [t0, t1) only */
+        h->rate_hz[p->fired[f]] = h->rate_hz[p->fired[f]] + h->increment;
+    const int scale_now = h->scaling && step % h->every_steps == 0;
+    for (int b = t0; b < t1; ++b) {
+        REAL *restrict r = h->rate_hz + (size_t)b * n;
+        if (!h->scaling) {
+            REAL *restrict theta = h->theta + (size_t)b * n;
+            for (int i = 0; i < n; ++i) {
+                REAL d = r[i] - h->target;
+                d = h->threshold_rate * d;
+                d = d * h->dt_ms;
+                d = d * h->milli;
+                theta[i] = theta[i] + d;
+            }
+        } else if (scale_now) {
+            REAL *restrict factor = h->factor;
+            for (int i = 0; i < n; ++i) {
+                REAL d = h->target - r[i];
+                d = h->scaling_rate * d;
+                d = d * h->every;
+                d = d * h->dt_ms;
+                d = d * h->milli;
+                factor[i] = d + (REAL)1;
+            }
+            for (int c = 0; c < h->n_scaled; ++c) {
+                Proj *pr = &projs[h->scaled[c]];
+                REAL *restrict w = pr->weights + b * pr->w_stride;
+                const int64_t nnz = pr->indptr[pr->n_pre];
+                if (pr->plastic) {
+                    for (int64_t s = 0; s < nnz; ++s)
+                        w[s] = clampr(w[s] * factor[pr->indices[s]], pr->w_min, pr->w_max);
+                } else {
+                    for (int64_t s = 0; s < nnz; ++s) w[s] = w[s] * factor[pr->indices[s]];
+                }
+            }
+        }
+        for (int i = 0; i < n; ++i) r[i] *= h->decay;
+    }
+}
+
+static void meta_update(Meta *m, int t0, int t1) {
+    int changed = 0;
+    for (int b = t0; b < t1; ++b) {
+        const REAL level = m->level[b];
+        REAL base = m->baseline[b] * m->baseline_decay;
+        base = base + m->baseline_in * level;
+        m->baseline[b] = base;
+        REAL d = level - base;
+        d = m->eta * d;
+        d = d * m->dt_ms;
+        d = d * m->milli;
+        const REAL v = clampr(m->value[b] + d, m->p_min, m->p_max);
+        changed |= !(v == m->value[b]);
+        m->value[b] = v;
+        if (m->amplitude) m->amplitude[b] = v;
+    }
+    /* an unchanged time constant leaves its decay as it is: no call needed */
+    if (changed && m->refresh) m->refresh();
+}
+
 /* The presynaptic spikes of this step reach the synapses `uniform_delay` steps later. */
 static void remember(Proj *pr, int trials, const int64_t *fired, int64_t n_fired, int64_t step,
                      int t0, int t1) {
@@ -475,7 +583,8 @@ static int must_stop(const Pop *pops, int32_t n_pops, const Src *srcs, int32_t n
 
 int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj *projs,
                      int32_t n_projs, Mod *mods, int32_t n_mods, int64_t start, int64_t n_steps,
-                     int32_t t0, int32_t t1) {
+                     int32_t t0, int32_t t1, Homeo *homeos, int32_t n_homeos, Meta *metas,
+                     int32_t n_metas) {
     if (n_steps <= 0 || must_stop(pops, n_pops, srcs, n_srcs, 0, t0, t1)) return 0;
     for (int64_t s = 0; s < n_steps; ++s) {
         const int64_t step = start + s;
@@ -529,7 +638,10 @@ int64_t evospike_run(Pop *pops, int32_t n_pops, Src *srcs, int32_t n_srcs, Proj 
         for (int r = 0; r < n_projs; ++r)
             if (projs[r].plastic && projs[r].three_factor)
                 three_factor_update(&projs[r], s == 0, next, t0, t1);
+        /* the processes in the eager engine's phase order */
+        for (int h = 0; h < n_homeos; ++h) homeostasis_update(&homeos[h], pops, projs, step, t0, t1);
         for (int q = 0; q < n_mods; ++q) modulator_update(&mods[q], pops, srcs, s, t0, t1);
+        for (int q = 0; q < n_metas; ++q) meta_update(&metas[q], t0, t1);
         if (!next) return s + 1;
     }
     return n_steps;
