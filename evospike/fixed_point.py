@@ -518,9 +518,9 @@ def quantize(network: Network, profile: str | FixedPointProfile = "loihi2",
     population (by default the largest power of two that keeps the threshold within the
     profile's headroom, the bias within its mantissa, and u and v in range even if every
     presynaptic neuron fired every step). ``weight_exp_floors`` (projection -> exponent):
-    the lowest weight exponent a projection may take (a plastic projection whose weights
-    must be able to grow to a bound; by default the smallest exponent that holds the
-    projection's weights).
+    the lowest weight exponent a projection may take, in place of the default rule (0, or
+    the profile's minimum for weights below 8 mantissa units): for a plastic projection
+    whose weights must be able to grow to a bound.
 
     Refuses (`FixedPointUnsupported`, every node at once) what the integer model cannot
     carry: neuron models other than CubaLIF and reducible LIF, per-neuron decays or thresholds,
@@ -607,7 +607,7 @@ def quantize(network: Network, profile: str | FixedPointProfile = "loihi2",
         # repeats (Lava then splits the projection and would floor each part on its own).
         floor = 0 if (peak >= 8 or repeated) else prof.weight_exp_min
         if weight_exp_floors and proj.name in weight_exp_floors:
-            floor = max(floor, int(weight_exp_floors[proj.name]))
+            floor = int(weight_exp_floors[proj.name])
         try:
             mant, wexp, sign = quantize_weights(target, prof, floor)
         except EvoSpikeError as exc:

@@ -308,3 +308,32 @@ def test_cli_runs_reward_learning_in_fixed_point_with_either_weight_range(tmp_pa
         assert "RewardModulatedSTDP 'p.rstdp'" in res.meta["engine_note"]
         assert ("weights span [0, w_max=4]" in res.meta["engine_note"]) == \
             (weight_range == "w_max")
+
+
+def test_the_loihi_reward_learning_example_maps_onto_lava():
+    from tests.conftest import load_example
+
+    example = load_example("reward_learning_loihi")
+    net = example.build(4)
+    assert compiler.refusals(net, "fixed_pt") == []
+    res = _fixed(net, 4 * example.base.TRIAL_MS)
+    note = res.meta["engine_note"]
+    assert "weights span [0, w_max=" in note and "eligibility decays every" in note
+
+
+@pytest.mark.slow
+def test_the_loihi_reward_learning_example_learns_in_fixed_point():
+    # 100 trials (25 s simulated) in Loihi 2's integer arithmetic, about 20 s of CPU
+    from tests.conftest import load_example
+
+    example = load_example("reward_learning_loihi")
+    plan = example.base.trial_plan(100, 0)
+    curves, weights = {}, {}
+    for modulated in (True, False):
+        res = _fixed(example.build(100, with_modulator=modulated), 100 * example.base.TRIAL_MS)
+        curves[modulated] = example.base.preference_curve(res, plan)
+        weights[modulated] = res.weights["in->out.weights"].values[0, -1]
+    assert curves[True][-3:].mean() > 0.25, curves[True]
+    assert abs(curves[False][-3:].mean()) < 0.15, curves[False]
+    half = weights[True].size // 2
+    assert weights[True][:half].mean() > weights[True][half:].mean()  # A won, B lost
