@@ -41,7 +41,7 @@ from evospike.ir.plasticity import STDP, RewardModulatedSTDP
 from evospike.realize import current_is_constant, initial_state, poisson_events, spike_time_steps
 from evospike.units import steps_of
 
-from . import learning
+from . import learning, three_factor
 
 SELECT_TAGS = ("fixed_pt", "floating_pt")
 #: Loihi 2 axonal delay range: DelaySparse's fixed-point model accepts Lava delays 0..63
@@ -222,7 +222,7 @@ NODE_COMPILERS: dict[type, Callable[..., list[str]]] = {
     # RewardModulatedSTDP (three_factor.py): Loihi3FLearningRule, the reward sent by the
     # post-synaptic neuron, fixed_pt
     RewardModulatedSTDP: lambda node, net, tag: learning.stdp_refusals(node, net, tag),
-    Modulator: lambda node, net, tag: learning.modulator_refusals(node, net, tag),
+    Modulator: lambda node, net, tag: three_factor.modulator_refusals(node, net, tag),
 }
 
 _WHY_NOT: dict[str, str] = {}

@@ -160,17 +160,13 @@ def weight_monitor_refusals(mon: WeightMonitor, net: Network, tag: str) -> list[
     return []
 
 
-def modulator_refusals(mod: Modulator, net: Network, tag: str) -> list[str]:
-    return three_factor.modulator_refusals(mod, net, tag)
-
-
 def learning_refusals(net: Network, tag: str) -> list[str]:
     """Every reason the learning parts of ``net`` (rules, their modulators, weight monitors)
     cannot run on Lava's learning engine."""
     out = [r for rule in rules_by_projection(net).values()
            for r in stdp_refusals(rule, net, tag)]
     out += [r for mod in _carried_modulators(net).values()
-            for r in modulator_refusals(mod, net, tag)]
+            for r in three_factor.modulator_refusals(mod, net, tag)]
     out += [r for mon in net.weight_monitors.values()
             for r in weight_monitor_refusals(mon, net, tag)]
     return out

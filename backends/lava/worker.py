@@ -350,7 +350,7 @@ def three_factor_neuron() -> tuple[type, type]:
     @implements(proc=ThreeFactorLIF, protocol=LoihiProtocol)
     @requires(CPU)
     @tag("fixed_pt")
-    class PyThreeFactorLIFBitAcc(AbstractPyLifModelFixed):
+    class PyThreeFactorLIFBitAcc(RefractoryRule, AbstractPyLifModelFixed):
         s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
         s_out_bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool, precision=1)
         s_out_y1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
@@ -361,19 +361,6 @@ def three_factor_neuron() -> tuple[type, type]:
         refractory_period_end: np.ndarray = LavaPyType(np.ndarray, int)
         scale_threshold = PyLifModelBitAcc.scale_threshold
         spiking_activation = PyLifModelBitAcc.spiking_activation
-
-        # with a refractory period, the rule of ``refractory_bit_accurate_model``
-        def subthr_dynamics(self, activation_in: np.ndarray):
-            held = self.refractory_period_end >= self.time_step
-            v_before = self.v.copy()
-            super().subthr_dynamics(activation_in)
-            self.v[held] = v_before[held]
-
-        def reset_voltage(self, spike_vector: np.ndarray):
-            if self.refractory_period:
-                self.refractory_period_end[spike_vector] = (self.time_step +
-                                                            self.refractory_period)
-            super().reset_voltage(spike_vector)
 
         def __init__(self, proc_params):
             super().__init__(proc_params)
@@ -621,14 +608,31 @@ def cached_delay_models() -> dict:
     return {"floating_pt": CachedDelaySparseFloat, "fixed_pt": CachedDelaySparseBitAcc}
 
 
+class RefractoryRule:
+    """The refractory rule of Lava's floating-point ``LIFRefractory`` for fixed-point LIF
+    models (mixed in before ``AbstractPyLifModelFixed``): a neuron that spikes at time step t
+    keeps its reset voltage through t + ``refractory_period`` (0: no refractory period) while
+    its current u goes on integrating."""
+
+    def subthr_dynamics(self, activation_in: np.ndarray):
+        held = self.refractory_period_end >= self.time_step
+        v_before = self.v.copy()
+        super().subthr_dynamics(activation_in)
+        self.v[held] = v_before[held]
+
+    def reset_voltage(self, spike_vector: np.ndarray):
+        if self.refractory_period:
+            self.refractory_period_end[spike_vector] = self.time_step + self.refractory_period
+        super().reset_voltage(spike_vector)
+
+
 def refractory_bit_accurate_model():
     """A fixed-point process model for Lava's ``LIFRefractory``, which Lava 0.10 has only in
     floating point.
 
     It is Lava's bit-accurate LIF (``PyLifModelBitAcc``: its decays, shifts, wrap-around and
     clipping, unchanged) with the refractory rule of Lava's floating-point ``LIFRefractory``
-    model: a neuron that spikes at time step t keeps its reset voltage through t +
-    refractory_period, while its current u goes on integrating."""
+    model (`RefractoryRule`)."""
     from lava.magma.core.decorator import implements, requires, tag
     from lava.magma.core.model.py.ports import PyOutPort
     from lava.magma.core.model.py.type import LavaPyType
@@ -642,7 +646,7 @@ def refractory_bit_accurate_model():
     @implements(proc=LIFRefractory, protocol=LoihiProtocol)
     @requires(CPU)
     @tag("fixed_pt")
-    class PyLifRefractoryModelBitAcc(AbstractPyLifModelFixed):
+    class PyLifRefractoryModelBitAcc(RefractoryRule, AbstractPyLifModelFixed):
         s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
         vth: int = LavaPyType(int, np.int32, precision=17)
         refractory_period_end: np.ndarray = LavaPyType(np.ndarray, int)
@@ -653,17 +657,6 @@ def refractory_bit_accurate_model():
             super().__init__(proc_params)
             self.effective_vth = 0
             self.refractory_period = proc_params["refractory_period"]
-
-        def subthr_dynamics(self, activation_in: np.ndarray):
-            held = self.refractory_period_end >= self.time_step
-            v_before = self.v.copy()
-            super().subthr_dynamics(activation_in)
-            self.v[held] = v_before[held]
-
-        def reset_voltage(self, spike_vector: np.ndarray):
-            self.refractory_period_end[spike_vector] = (self.time_step +
-                                                        self.refractory_period)
-            super().reset_voltage(spike_vector)
 
     return PyLifRefractoryModelBitAcc
 
