@@ -9,6 +9,7 @@ from evospike.ir import (
     LIF,
     STDP,
     AdaptiveLIF,
+    AdEx,
     Apoptosis,
     CubaLIF,
     CurrentInput,
@@ -38,7 +39,8 @@ from evospike.results import Results
 
 __all__ = [
     "Network", "Population", "Projection", "PoissonSource", "SpikeTimesSource", "CurrentInput",
-    "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "Uniform", "Normal", "AllToAll", "OneToOne",
+    "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "AdEx", "Uniform", "Normal", "AllToAll",
+    "OneToOne",
     "FixedProbability", "FixedInDegree", "FromArrays", "Results", "EvoSpikeError",
     "ValidationError", "UnsupportedError", "STDP", "RewardModulatedSTDP", "Homeostasis",
     "Metaplasticity", "Modulator", "RewardEvents", "RewardSeries", "SpikeCountDrive",

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.linalg
 
 from evospike.errors import ValidationError
-from evospike.ir.neurons import LIF, AdaptiveLIF, CubaLIF, Izhikevich, NeuronModel
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich, NeuronModel
 from evospike.ir.nodes import CHANNELS
 from evospike.units import steps_of
 
@@ -63,6 +63,43 @@ class IzhikevichStep:
     decay_exc: np.ndarray
     decay_inh: np.ndarray
     dt_ms: float
+
+
+@dataclass
+class AdExStep:
+    """AdEx parameters (see `evospike.ir.neurons.AdEx`, units pF, nS, mV, pA, ms) plus the exact
+    decay of its two synaptic currents per step. Arrays broadcast over neurons: (1,) or (n,)."""
+
+    state_names: tuple[str, ...]
+    C: np.ndarray
+    g_L: np.ndarray
+    E_L: np.ndarray
+    V_T: np.ndarray
+    Delta_T: np.ndarray
+    a: np.ndarray
+    tau_w: np.ndarray
+    b: np.ndarray
+    v_reset: np.ndarray
+    v_peak: np.ndarray
+    I_e: np.ndarray
+    decay_exc: np.ndarray
+    decay_inh: np.ndarray
+    hold_steps: np.ndarray  # steps after the spike step with the voltage held (R - 1)
+    dt_ms: float
+
+
+def adex_euler(xp, v, w, drive, p, dt_ms: float):
+    """One forward-Euler step of the AdEx (v, w) equations; the one place their math is
+    written, called by every engine with its array module ``xp`` (numpy or torch).
+
+    ``drive`` is the total current in pA (synaptic + ``I_e`` + injected), ``p`` holds the
+    parameters as arrays of ``xp`` under the `AdExStep` field names. The exponent's argument is
+    clamped at ``V_peak``: a voltage above the cut (set as an initial state, or pushed there by a
+    ``v``-channel event) must spike and reset, not overflow ``exp``. Returns (v', w')."""
+    arg = (xp.minimum(v, p["v_peak"]) - p["V_T"]) / p["Delta_T"]
+    dv = (p["g_L"] * (p["E_L"] - v) + p["g_L"] * p["Delta_T"] * xp.exp(arg) - w + drive) / p["C"]
+    dw = (p["a"] * (v - p["E_L"]) - w) / p["tau_w"]
+    return v + dt_ms * dv, w + dt_ms * dw
 
 
 def _col(value) -> np.ndarray:
@@ -172,7 +209,24 @@ def _izh_step(model: Izhikevich, population: str, dt_ms: float) -> IzhikevichSte
     )
 
 
-def one_step(model: NeuronModel, population: str, dt_ms: float) -> LinearStep | IzhikevichStep:
+def _adex_step(model: AdEx, population: str, dt_ms: float) -> AdExStep:
+    # the time-step limit (dt <= C / g_L) is checked by the model itself when it is placed
+    return AdExStep(
+        state_names=model.state_names, C=_col(model.C_pF), g_L=_col(model.g_L_nS),
+        E_L=_col(model.E_L_mV), V_T=_col(model.V_T_mV), Delta_T=_col(model.Delta_T_mV),
+        a=_col(model.a_nS), tau_w=_col(model.tau_w_ms), b=_col(model.b_pA),
+        v_reset=_col(model.V_reset_mV), v_peak=_col(model.V_peak_mV), I_e=_col(model.I_e_pA),
+        decay_exc=np.exp(-dt_ms / _col(model.tau_syn_exc_ms)),
+        decay_inh=np.exp(-dt_ms / _col(model.tau_syn_inh_ms)),
+        hold_steps=_refractory(model, population, dt_ms), dt_ms=dt_ms,
+    )
+
+
+#: the step records `one_step` returns, one per family of update rule
+Step = LinearStep | IzhikevichStep | AdExStep
+
+
+def one_step(model: NeuronModel, population: str, dt_ms: float) -> Step:
     """The per-step update of ``model`` at time step ``dt_ms``."""
     if isinstance(model, LIF):  # includes AdaptiveLIF
         return _lif_step(model, population, dt_ms)
@@ -180,4 +234,6 @@ def one_step(model: NeuronModel, population: str, dt_ms: float) -> LinearStep | 
         return _cuba_step(model, population, dt_ms)
     if isinstance(model, Izhikevich):
         return _izh_step(model, population, dt_ms)
+    if isinstance(model, AdEx):
+        return _adex_step(model, population, dt_ms)
     raise ValidationError("Population", population, "model", "has no update rule", model.kind)

@@ -12,7 +12,14 @@ averages over those test inputs. A checkpoint of the SST-2 spiking transformer
 the torch model itself (`evospike.energy.count_text_transformer_ops`: forward hooks, ACs where
 inputs are spikes, MACs where they are graded, the coincidence attention counted explicitly),
 sentence by sentence without padding; MACs, which the Loihi profiles do not price, are priced
-with ``--mac-hardware`` and the output says so.
+with ``--mac-hardware`` and the output says so. A checkpoint is read as plain data
+(``weights_only=True``): one that would need unpickling is refused, since loading it could
+run code.
+
+Each ANN baseline line says whether it is comparable: a baseline of the checkpoint's own task
+on its own input size gets the energy ratio; one of another task (a digits model beside the
+ECG ResNet-18) or another input size is marked "not comparable" and gets no ratio; a network
+file records no task, so its ratio is printed with the condition under which it would hold.
 """
 
 from __future__ import annotations
@@ -50,7 +57,9 @@ def register(subparsers) -> None:
                    choices=["auto", "all", "resnet18-ecg", "bert-base-sst2", "none"],
                    help="ANN baseline(s) to print beside it (default auto: a checkpoint "
                         "trained on ECG / sentences gets ResNet-18 / BERT-base on its own "
-                        "test inputs, anything else both)")
+                        "test inputs, anything else both, each labelled: a baseline of "
+                        "another task or input size is marked not comparable and gets no "
+                        "ratio; a network file's task is not recorded, which its line says)")
     p.add_argument("--baseline-hardware", default="horowitz45-fp32", choices=sorted(PROFILES),
                    help="energy profile of the ANN baseline (default horowitz45-fp32)")
     p.add_argument("--ecg-length", type=int, default=None,
@@ -77,37 +86,78 @@ def _load_results(path: str):
 def _load_checkpoint(path: Path, n_samples: int):
     """(config, splits, model with its best state, test samples used) of checkpoint
     ``path``."""
-    import torch
-
+    from evospike.training.checkpoint import read_checkpoint
     from evospike.training.config import TrainConfig
     from evospike.training.data import load_splits
     from evospike.training.trainer import build_model
 
     if n_samples < 1:
         raise EvoSpikeError(f"--test-samples must be at least 1 (got {n_samples})")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        cfg = TrainConfig.from_dict(state["config"])
-    except EvoSpikeError:
-        raise
-    except Exception as exc:  # not a checkpoint of ours, or an incompatible one
-        raise EvoSpikeError(f"'{path}' is not an `evospike train` checkpoint: "
-                            f"{type(exc).__name__}: {exc}") from None
+    # weights_only=True inside: a file that would need unpickling is refused, never run
+    state = read_checkpoint(path, map_location="cpu", required=("config", "model"))
+    cfg = TrainConfig.from_dict(state["config"])
     splits = load_splits(cfg.dataset, cfg.dataset_options, cfg.validation_fraction, cfg.seed)
     model = build_model(cfg, splits)
-    model.load_state_dict(state.get("best_state") or state["model"])
+    try:
+        model.load_state_dict(state.get("best_state") or state["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())
+        raise EvoSpikeError(f"checkpoint '{path}': its weights do not fit the model its config "
+                            f"describes: {type(exc).__name__}: {detail[:200]}") from None
     return cfg, splits, model, min(n_samples, len(splits.test))
 
 
+#: the task each ANN baseline solves, and the task of each training data set
+BASELINE_TASKS = {"resnet18-ecg": "ECG beat classification",
+                  "bert-base-sst2": "SST-2 sentence sentiment"}
+DATASET_TASKS = {"mitbih": "ECG beat classification",
+                 "synthetic_ecg": "ECG beat classification",
+                 "sst2": "SST-2 sentence sentiment",
+                 "synthetic_sentiment": "SST-2 sentence sentiment",
+                 "digits": "8x8 handwritten digits",
+                 "dvs128_gesture": "DVS128 gesture recognition",
+                 "synthetic_dvs_gesture": "DVS128 gesture recognition"}
+
+
 def _hints(cfg, splits, x) -> dict:
-    # the ANN baseline that sees the same input: the beat length, or the sentence length in
-    # tokens (word tokens; BERT's WordPiece splits rare words further) plus [CLS] and [SEP]
+    """The task and input of a checkpoint's model, and the ANN baseline that sees the same
+    input where one exists: the beat length, or the sentence length in tokens (word tokens;
+    BERT's WordPiece splits rare words further) plus [CLS] and [SEP]."""
+    task = DATASET_TASKS.get(cfg.dataset, f"data set '{cfg.dataset}'")
+    hints = {"task": task, "n_classes": int(splits.n_classes),
+             "input": " x ".join(str(int(d)) for d in splits.sample_shape)}
     if cfg.dataset in ("mitbih", "synthetic_ecg"):
-        return {"baseline": "resnet18-ecg", "ecg_length": int(splits.sample_shape[-1])}
-    if cfg.dataset in ("sst2", "synthetic_sentiment"):
+        length = int(splits.sample_shape[-1])
+        hints.update(baseline="resnet18-ecg", ecg_length=length,
+                     input=f"1 x {length} samples")
+    elif cfg.dataset in ("sst2", "synthetic_sentiment"):
         mean_tokens = float((x != 0).sum(-1).double().mean())
-        return {"baseline": "bert-base-sst2", "seq_len": max(1, round(mean_tokens)) + 2}
-    return {}
+        seq_len = max(1, round(mean_tokens)) + 2
+        hints.update(baseline="bert-base-sst2", seq_len=seq_len, input=f"{seq_len} tokens")
+    return hints
+
+
+def baseline_comparison(name: str, hints: dict, ecg_length: int,
+                        seq_len: int) -> tuple[bool | None, str]:
+    """(comparable, why) of ANN baseline ``name`` (on an input of ``ecg_length`` samples or
+    ``seq_len`` tokens) beside the SNN that ``hints`` describe (`_hints`; empty when MODEL is
+    a network file, whose task is not recorded). Comparable only for the same task and the
+    same input size; None where the SNN's task is unknown."""
+    task = BASELINE_TASKS[name]
+    base_input = f"1 x {ecg_length} samples" if name == "resnet18-ecg" else f"{seq_len} tokens"
+    if "task" not in hints:
+        return None, (f"the network's task is not recorded: comparable only if it does "
+                      f"{task} on inputs of {base_input}")
+    ours = f"{hints['task']}, input {hints['input']}"
+    if hints["task"] != task:
+        return False, (f"not comparable: baseline for another task ({task}, input "
+                       f"{base_input}; this model: {ours})")
+    same_size = (hints.get("ecg_length") == ecg_length if name == "resnet18-ecg"
+                 else hints.get("seq_len") == seq_len)
+    if not same_size:
+        return False, (f"not comparable: same task, other input size (baseline "
+                       f"{base_input}; this model: {hints['input']})")
+    return True, f"same task and input: {task}, {base_input}"
 
 
 def _transformer_counts_from_checkpoint(path: Path, cfg, splits, model, n: int, seed: int,
@@ -282,14 +332,30 @@ def run_energy(args) -> int:
     if names:
         lines.append(f"ANN baselines, dense MACs on {base_profile.name} "
                      f"({base_profile.cost_pJ('mac'):g} pJ per MAC; {base_profile.reference}):")
+    if "task" in hints and not any(BASELINE_TASKS[n] == hints["task"] for n in names) \
+            and names:
+        lines.append(f"  (no ANN baseline of this model's task, {hints['task']}: those below "
+                     f"are for other tasks and are not compared)")
     for name in names:
-        base = ann_baseline(name, ecg_length=ecg_length, seq_len=seq_len)
+        # the baseline's classifier head has as many classes as the SNN's when it is the same
+        # task; otherwise its own task's count
+        same_task = hints.get("task") == BASELINE_TASKS[name]
+        base = ann_baseline(name, ecg_length=ecg_length, seq_len=seq_len,
+                            n_classes=hints.get("n_classes") if same_task else None)
         e = base.energy(base_profile)
-        ratio = e.total_pJ / snn_energy.total_pJ if snn_energy.total_pJ > 0 else float("inf")
-        lines.append(f"  {base.model}: {base.macs:.4g} MACs, {format_energy(e.total_pJ)} "
-                     f"= {ratio:.3g} x the SNN's energy on {profile.name}")
+        comparable, why = baseline_comparison(name, hints, ecg_length, seq_len)
+        ratio = None
+        text = f"  {base.model}: {base.macs:.4g} MACs, {format_energy(e.total_pJ)}"
+        if comparable is False:
+            text += f"; {why}"
+        else:
+            ratio = e.total_pJ / snn_energy.total_pJ if snn_energy.total_pJ > 0 else float("inf")
+            text += f" = {ratio:.3g} x the SNN's energy on {profile.name} ({why})"
+        lines.append(text)
         report["baselines"].append({"name": name, "label": base.model, "macs": base.macs,
-                                    "energy": e.to_dict(), "ratio_to_snn": ratio})
+                                    "energy": e.to_dict(), "task": BASELINE_TASKS[name],
+                                    "comparable": comparable, "comparison": why,
+                                    "ratio_to_snn": ratio})
     print("\n".join(lines))
     if args.json:
         from evospike.atomic import atomic_path

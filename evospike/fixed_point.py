@@ -62,6 +62,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from evospike.errors import EvoSpikeError, UnsupportedError
+from evospike.hardware.loihi import constants as loihi
 from evospike.ir.distributions import Normal, Uniform
 from evospike.ir.network import Network
 from evospike.ir.neurons import LIF, CubaLIF
@@ -75,7 +76,7 @@ SIGN_MODES = ("excitatory", "inhibitory", "mixed")
 @dataclass(frozen=True)
 class FixedPointProfile:
     """Bit widths and rules of one fixed-point target. See the module docstring for the
-    equations they enter."""
+    equations they enter. The defaults are Loihi 2's (`evospike.hardware.loihi.constants`)."""
 
     name: str
     description: str
@@ -84,24 +85,24 @@ class FixedPointProfile:
     #: "wrap" (Loihi: one wrap-around by 2**state_bits) or "saturate"
     u_overflow: str
     #: du, dv are unsigned ``decay_bits``-bit; decay unity is 2**decay_bits
-    decay_bits: int = 12
-    du_offset: int = 1
-    dv_offset: int = 0
-    act_shift: int = 6
-    vth_shift: int = 6
-    vth_max: int = 2 ** 17 - 1
-    bias_mant_min: int = -(2 ** 12)
-    bias_mant_max: int = 2 ** 12 - 1
-    bias_exp_min: int = 0
-    bias_exp_max: int = 7
+    decay_bits: int = loihi.DECAY_BITS
+    du_offset: int = loihi.DU_OFFSET
+    dv_offset: int = loihi.DV_OFFSET
+    act_shift: int = loihi.ACT_SHIFT
+    vth_shift: int = loihi.VTH_SHIFT
+    vth_max: int = loihi.VTH_MAX
+    bias_mant_min: int = loihi.BIAS_MANT_MIN
+    bias_mant_max: int = loihi.BIAS_MANT_MAX
+    bias_exp_min: int = loihi.BIAS_EXP_MIN
+    bias_exp_max: int = loihi.BIAS_EXP_MAX
     #: "sign_mode": 8-bit magnitudes, one sign per projection (mixed signs lose the lowest bit,
     #: Lava's truncate_weights); "twos_complement": signed ``weight_bits``-bit mantissas
     weight_encoding: str = "sign_mode"
-    weight_bits: int = 8
-    weight_exp_min: int = -8
-    weight_exp_max: int = 7
+    weight_bits: int = loihi.WEIGHT_BITS
+    weight_exp_min: int = loihi.WEIGHT_EXP_MIN
+    weight_exp_max: int = loihi.WEIGHT_EXP_MAX
     #: largest delay in IR steps (None: unlimited)
-    max_delay_steps: int | None = 64
+    max_delay_steps: int | None = loihi.MAX_DELAY_STEPS
     #: the threshold is placed at most at 2**(state_bits - 1 - headroom_bits) integer units
     headroom_bits: int = 2
     #: the shifted synaptic input and its sum with the decayed u wrap as int32 (NumPy's int32
@@ -118,9 +119,10 @@ class FixedPointProfile:
 
 
 LOIHI2 = FixedPointProfile(
-    "loihi2", "Intel Loihi 2 as Lava's fixed_pt models compute it (24-bit u/v, 12-bit decays, "
-    "8-bit weight mantissas with a shared exponent, 13-bit bias mantissa, 17-bit threshold)",
-    state_bits=24, u_overflow="wrap")
+    "loihi2", f"Intel Loihi 2 as Lava's fixed_pt models compute it ({loihi.STATE_BITS}-bit u/v, "
+    f"{loihi.DECAY_BITS}-bit decays, {loihi.WEIGHT_BITS}-bit weight mantissas with a shared "
+    f"exponent, {loihi.BIAS_MANT_BITS}-bit bias mantissa, {loihi.VTH_BITS}-bit threshold)",
+    state_bits=loihi.STATE_BITS, u_overflow="wrap")
 
 INT8_INT16 = FixedPointProfile(
     "int8-int16", "EvoSpikeNet's spec: INT8 weights (two's complement, shared exponent), "
@@ -353,7 +355,9 @@ def _as_cuba(net: Network, pop: Population, reasons: list[str]) -> _Float | None
                        "input only into its current u)")
     if not isinstance(m, (CubaLIF, LIF)) or type(m).__name__ == "AdaptiveLIF":
         why = {"AdaptiveLIF": "adaptive thresholds have no Loihi LIF counterpart",
-               "Izhikevich": "no Izhikevich neuron in Loihi's fixed-point LIF"}.get(
+               "Izhikevich": "no Izhikevich neuron in Loihi's fixed-point LIF",
+               "AdEx": "no exponential spike initiation or adaptation current in Loihi's "
+                       "fixed-point LIF"}.get(
             m.kind, "only CubaLIF (and LIF that reduces to it) is carried")
         reasons.append(f"{label}: {m.kind} neurons ({why})")
         return None

@@ -42,19 +42,42 @@ def _from_python(path: Path, dt_ms: float | None) -> Network:
         spec.loader.exec_module(module)
     except EvoSpikeError:
         raise
-    except Exception as exc:  # the user's file failed: say where, without our traceback
-        raise EvoSpikeError(f"importing '{path}' failed: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # the user's file failed: say where, no traceback
+        raise EvoSpikeError(f"importing '{path}' failed: {_describe(exc)}") from exc
     build = getattr(module, "build", None)
     if not callable(build):
         raise EvoSpikeError(f"model file '{path}' defines no build() function returning a "
                             "Network")
+    try:
+        params = inspect.signature(build).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to inspect, just call it
+        params = {}
     kwargs = {}
-    if dt_ms is not None and "dt_ms" in inspect.signature(build).parameters:
+    if dt_ms is not None and "dt_ms" in params:
         kwargs["dt_ms"] = dt_ms
-    net = build(**kwargs)
+    required = [p.name for p in params.values()
+                if p.default is p.empty and p.name not in kwargs
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if required:
+        raise EvoSpikeError(f"build() in '{path}' must be callable without arguments, but it "
+                            f"requires {', '.join(required)}: give them default values")
+    try:
+        net = build(**kwargs)
+    except (Exception, SystemExit) as exc:  # the user's code failed: name the file and the error
+        raise EvoSpikeError(f"build() in '{path}' failed: {_describe(exc)}") from exc
     if not isinstance(net, Network):
         raise EvoSpikeError(f"build() in '{path}' returned {type(net).__name__}, not a Network")
     return net
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` on one line (a user's exception may span several)."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    text = " ".join(str(exc).split())
+    if isinstance(exc, EvoSpikeError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def describe_network(net: Network) -> str:

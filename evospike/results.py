@@ -17,14 +17,17 @@ threshold crossing during [n dt, (n+1) dt).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
+import h5py
 import numpy as np
 
 from evospike.atomic import atomic_h5, open_h5
-from evospike.errors import EvoSpikeError
+from evospike.errors import EvoSpikeError, ValidationError, first_bad
 
 FORMAT = "evospike-results"
 #: metadata entries that are dicts, stored as JSON strings
@@ -172,27 +175,10 @@ class Results:
 
     @staticmethod
     def load(path: str | os.PathLike) -> Results:
+        """Read a results file, checked as strictly as a network file: every problem is one
+        `ValidationError` naming the file, the field and the value (see ``_FileReader``)."""
         with open_h5(path, "results", FORMAT) as f:
-            meta = {}
-            for key, value in f.attrs.items():
-                if isinstance(value, bytes):
-                    value = value.decode()
-                if isinstance(value, np.generic):
-                    value = value.item()
-                if key in JSON_META and isinstance(value, str):
-                    value = json.loads(value)
-                meta[key] = value
-            res = Results(meta)
-            for name, s in f["spikes"].items():
-                res.spikes_by_node[name] = SpikeData(int(s.attrs["size"]), s["step"][()],
-                                                     s["neuron"][()], s["trial"][()])
-            for name, s in f["traces"].items():
-                res.traces[name] = TraceData(str(s.attrs["target"]), str(s.attrs["variable"]),
-                                             s["steps"][()], s["neurons"][()], s["values"][()])
-            for name, s in f["weights"].items():
-                res.weights[name] = WeightData(str(s.attrs["projection"]), s["steps"][()],
-                                               s["values"][()])
-            return res
+            return _FileReader(path, f).results()
 
     # ------------------------------------------------------------- reporting
     def summary(self) -> str:
@@ -203,7 +189,8 @@ class Results:
             f"  backend {m.get('backend')} ({m.get('engine', '')}, {m.get('device', '')}, "
             f"{m.get('precision', '')}), dt {self.dt_ms} ms, {self.n_steps} steps "
             f"= {self.duration_ms:g} ms, {self.n_trials} trial(s), seeds {m.get('seeds')}",
-            f"  wall time {float(m.get('wall_time_s', 0.0)):.3f} s",
+            f"  wall time {float(m.get('wall_time_s', 0.0)):.3f} s"
+            + (f", {m['threads']} CPU thread(s)" if "threads" in m else ""),
         ]
         for name, d in self.spikes_by_node.items():
             lines.append(f"  {name:<16} {d.size:>8} neurons  {d.step.size:>10} spikes  "
@@ -217,8 +204,233 @@ class Results:
         return "\n".join(lines)
 
     def plot(self, path: str | os.PathLike, trial: int = 0, max_neurons: int = 500,
-             bin_ms: float = 5.0) -> Path:
-        """Raster (up to ``max_neurons`` per node) above the population rate, to PNG."""
+             bin_ms: float = 5.0, t_start_ms: float | None = None,
+             t_stop_ms: float | None = None) -> Path:
+        """Raster (up to ``max_neurons`` per node) above the population rate and the recorded
+        states, over [``t_start_ms``, ``t_stop_ms``) (default: the whole run). The file format
+        follows the extension: .png, .pdf or .svg."""
         from evospike.plotting import raster_and_rate
 
-        return raster_and_rate(self, Path(path), trial, max_neurons, bin_ms)
+        return raster_and_rate(self, Path(path), trial, max_neurons, bin_ms,
+                               t_start_ms=t_start_ms, t_stop_ms=t_stop_ms)
+
+
+#: root attributes every results file has, and the text attributes it may have
+_REQUIRED_META = ("version", "dt_ms", "n_steps", "n_trials", "seeds")
+_TEXT_META = ("network", "backend", "engine", "engine_note", "device", "precision", "created",
+              "model")
+
+
+def _plain(value: object) -> object:
+    """An attribute as a plain Python value (str, int, float, bool) where it is a scalar, so
+    type checks and messages see ``0``, not ``np.int64(0)``; arrays stay arrays."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+        return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return value
+
+
+class _FileReader:
+    """Reads one open results file and checks it on the way: dtypes, shapes, ranges and the
+    agreement between spikes, traces and the run's metadata. A results file is input like a
+    network file; a bad one must stop here with its field named, not surface later as a
+    negative rate in ``info`` or an IndexError deep in an analysis."""
+
+    def __init__(self, path: str | os.PathLike, f: h5py.File):
+        self.path = str(path)
+        self.f = f
+
+    def fail(self, field: str, problem: str, value: object = None) -> NoReturn:
+        raise ValidationError("results file", self.path, field, problem, value)
+
+    # ------------------------------------------------------------- metadata
+    def meta(self) -> dict:
+        meta = {}
+        for key in self.f.attrs:
+            try:
+                value = self.f.attrs[key]
+            except (OSError, TypeError) as exc:
+                self.fail(key, f"could not be read ({exc})")
+            if isinstance(value, h5py.Empty):
+                self.fail(key, "is empty")
+            value = _plain(value)
+            if key in JSON_META:
+                value = self._json(key, value)
+            meta[key] = value
+        for key in _REQUIRED_META:
+            if key not in meta:
+                self.fail(key, "is missing (a results file records it for every run)")
+        version = self._int(meta, "version")
+        if not 1 <= version <= VERSION:
+            self.fail("version", f"is not a results format version this EvoSpike reads "
+                                 f"(1 to {VERSION})", version)
+        dt = self._real(meta, "dt_ms")
+        if dt <= 0:
+            self.fail("dt_ms", "must be a positive number of ms", dt)
+        if self._int(meta, "n_steps") < 0:
+            self.fail("n_steps", "must not be negative", meta["n_steps"])
+        n_trials = self._int(meta, "n_trials")
+        if n_trials < 1:
+            self.fail("n_trials", "must be at least 1", n_trials)
+        seeds = meta["seeds"]
+        if (not isinstance(seeds, np.ndarray) or seeds.ndim != 1
+                or seeds.dtype.kind not in "iu"):
+            self.fail("seeds", "must be a list of integers, one per trial", seeds)
+        if seeds.size != n_trials:
+            self.fail("seeds", f"must hold one seed per trial (n_trials is {n_trials})",
+                      seeds.tolist())
+        if "duration_ms" in meta:
+            duration = self._real(meta, "duration_ms")
+            expected = meta["n_steps"] * dt
+            if abs(duration - expected) > 1e-9 * max(1.0, abs(expected)):
+                self.fail("duration_ms", f"disagrees with n_steps x dt_ms = {expected:g} ms",
+                          duration)
+        if "complete" in meta and not (isinstance(meta["complete"], bool)
+                                       or meta["complete"] in (0, 1)):
+            self.fail("complete", "must be true or false", meta["complete"])
+        for key in meta:
+            if key.endswith("_time_s") and self._real(meta, key) < 0:
+                self.fail(key, "must not be negative", meta[key])
+        for key in _TEXT_META:
+            if key in meta and not isinstance(meta[key], str):
+                self.fail(key, "must be text", meta[key])
+        return meta
+
+    def _json(self, key: str, value: object) -> dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                self.fail(key, f"is not valid JSON ({exc.msg})", value)
+        if not isinstance(value, dict):
+            self.fail(key, "must be a JSON object", value)
+        return value
+
+    def _int(self, meta: dict, key: str) -> int:
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, "must be an integer", value)
+        return value
+
+    def _real(self, meta: dict, key: str) -> float:
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, "must be a number", value)
+        if not math.isfinite(value):
+            self.fail(key, "must be finite", value)
+        return float(value)
+
+    # ------------------------------------------------------------- groups and datasets
+    def groups(self, parent: h5py.Group, where: str) -> list[tuple[str, h5py.Group]]:
+        out = []
+        for name in parent:
+            item = parent.get(name)
+            if not isinstance(item, h5py.Group):
+                self.fail(f"{where}{name}", "must be a group")
+            out.append((name, item))
+        return out
+
+    def text_attr(self, g: h5py.Group, where: str, key: str) -> str:
+        if key not in g.attrs:
+            self.fail(f"{where} attribute {key}", "is missing")
+        value = _plain(g.attrs[key])
+        if not isinstance(value, str):
+            self.fail(f"{where} attribute {key}", "must be text", value)
+        return value
+
+    def array(self, g: h5py.Group, where: str, key: str, ndim: int, kinds: str) -> np.ndarray:
+        """Dataset ``key`` of ``g``, of ``ndim`` dimensions and a dtype kind in ``kinds``
+        ("iu": integers, "fiu": real numbers)."""
+        field = f"{where}/{key}"
+        item = g.get(key)
+        if item is None:
+            self.fail(field, "is missing")
+        if not isinstance(item, h5py.Dataset):
+            self.fail(field, "must be a dataset")
+        if item.dtype.kind not in kinds:
+            wanted = "integers" if kinds == "iu" else "real numbers"
+            self.fail(field, f"must hold {wanted}", f"dtype {item.dtype}")
+        if item.ndim != ndim:
+            self.fail(field, f"must have {ndim} dimension(s)", f"shape {item.shape}")
+        try:
+            return item[()]
+        except OSError as exc:
+            self.fail(field, f"could not be read ({exc})")
+
+    def steps(self, g: h5py.Group, where: str, key: str, n_steps: int) -> np.ndarray:
+        """Sample steps of a trace or weight monitor: within the steps run, increasing."""
+        steps = self.array(g, where, key, 1, "iu")
+        bad = (steps < 0) | (steps >= n_steps)
+        if bad.any():
+            self.fail(f"{where}/{key}", f"must lie in [0, {n_steps}) (the steps run)",
+                      first_bad(steps, bad))
+        if steps.size > 1 and (np.diff(steps) <= 0).any():
+            bad = np.concatenate([[False], np.diff(steps) <= 0])
+            self.fail(f"{where}/{key}", "must increase", first_bad(steps, bad))
+        return steps
+
+    # ------------------------------------------------------------- the whole file
+    def results(self) -> Results:
+        res = Results(self.meta())
+        n_steps, n_trials = res.n_steps, res.n_trials
+        for key in ("spikes", "traces", "weights"):
+            if key not in self.f:
+                self.fail(key, "group is missing")
+            if not isinstance(self.f.get(key), h5py.Group):
+                self.fail(key, "must be a group")
+        for name, s in self.groups(self.f["spikes"], "spikes/"):
+            where = f"spikes/{name}"
+            if "size" not in s.attrs:
+                self.fail(f"{where} attribute size", "is missing")
+            size = _plain(s.attrs["size"])
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                self.fail(f"{where} attribute size", "must be a positive integer", size)
+            step, neuron, trial = (self.array(s, where, k, 1, "iu")
+                                   for k in ("step", "neuron", "trial"))
+            if not step.size == neuron.size == trial.size:
+                self.fail(where, "step, neuron and trial must have one entry per spike",
+                          f"{step.size}, {neuron.size} and {trial.size} entries")
+            for key, values, stop, what in (("step", step, n_steps, "the steps run"),
+                                            ("neuron", neuron, size, f"size {size}"),
+                                            ("trial", trial, n_trials, f"n_trials {n_trials}")):
+                bad = (values < 0) | (values >= stop)
+                if bad.any():
+                    self.fail(f"{where}/{key}", f"must lie in [0, {stop}) ({what})",
+                              first_bad(values, bad))
+            res.spikes_by_node[name] = SpikeData(size, step, neuron, trial)
+        for name, s in self.groups(self.f["traces"], "traces/"):
+            where = f"traces/{name}"
+            target = self.text_attr(s, where, "target")
+            variable = self.text_attr(s, where, "variable")
+            steps = self.steps(s, where, "steps", n_steps)
+            neurons = self.array(s, where, "neurons", 1, "iu")
+            if (neurons < 0).any():
+                self.fail(f"{where}/neurons", "must not be negative",
+                          first_bad(neurons, neurons < 0))
+            # the target's size is known when its spikes were recorded too (a modulator's
+            # level trace has no spikes: its neuron indices are checked for sign only)
+            if target in res.spikes_by_node:
+                size = res.spikes_by_node[target].size
+                if (neurons >= size).any():
+                    self.fail(f"{where}/neurons", f"must lie in [0, {size}) (size of "
+                                                  f"'{target}')", first_bad(neurons,
+                                                                            neurons >= size))
+            values = self.array(s, where, "values", 3, "fiu")
+            if values.shape != (n_trials, steps.size, neurons.size):
+                self.fail(f"{where}/values", f"must have shape (n_trials, samples, neurons) = "
+                                             f"{(n_trials, steps.size, neurons.size)}",
+                          f"shape {values.shape}")
+            res.traces[name] = TraceData(target, variable, steps, neurons, values)
+        for name, s in self.groups(self.f["weights"], "weights/"):
+            where = f"weights/{name}"
+            projection = self.text_attr(s, where, "projection")
+            steps = self.steps(s, where, "steps", n_steps)
+            values = self.array(s, where, "values", 3, "fiu")
+            if values.shape[:2] != (n_trials, steps.size):
+                self.fail(f"{where}/values", f"must have shape (n_trials, snapshots, synapses) "
+                                             f"= ({n_trials}, {steps.size}, ...)",
+                          f"shape {values.shape}")
+            res.weights[name] = WeightData(projection, steps, values)
+        return res

@@ -1,13 +1,17 @@
 """Intel Loihi 2: the limits a mapping of a network onto the chip must respect, each figure with
 its source.
 
-Plain data. Figures marked "uncertain" in their source are the best public numbers we have and
-say why; `evospike.mapping` uses them to count cores and list the limits a network breaks.
+Plain data. The arithmetic figures (bits, delays) are those of the integer model both engines
+run, taken from `evospike.hardware.loihi.constants`. Figures marked "uncertain" in their source
+are the best public numbers we have and say why; `evospike.mapping` uses them to count cores
+and list the limits a network breaks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .loihi import constants as C
 
 BRIEF = ("Intel, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', technology "
          "brief, 2021")
@@ -78,15 +82,19 @@ LOIHI2 = HardwareProfile(
               "whose brief gives no per-core axon count"),
         Limit("fan_out_axons_per_core", 4096, "axons",
               f"{DAVIES_2018}: 4,096 output axons per core on Loihi 1; uncertain for Loihi 2"),
-        Limit("weight_bits", 8, "bits",
+        Limit("weight_bits", C.WEIGHT_BITS, "bits",
               f"{LAVA}: 8-bit weight mantissas (1 to 8 bits, num_weight_bits) with a shared "
               "exponent per connection; mixed-sign weights lose the lowest bit"),
-        Limit("state_bits", 24, "bits", f"{LAVA}: 24-bit current u and voltage v"),
-        Limit("decay_bits", 12, "bits", f"{LAVA}: 12-bit du, dv (decay unity 4096)"),
-        Limit("threshold_bits", 17, "bits", f"{LAVA}: 17-bit unsigned vth, shifted left by 6"),
-        Limit("max_delay_steps", 64, "steps",
-              f"{LAVA}: DelaySparse accepts delays 0..63 ('Loihi 2 has a maximum of 6 bits "
-              "for delays'); with the connection's own step of latency, 1..64 IR steps"),
+        Limit("state_bits", C.STATE_BITS, "bits",
+              f"{LAVA}: {C.STATE_BITS}-bit current u and voltage v"),
+        Limit("decay_bits", C.DECAY_BITS, "bits",
+              f"{LAVA}: {C.DECAY_BITS}-bit du, dv (decay unity {C.DECAY_UNITY})"),
+        Limit("threshold_bits", C.VTH_BITS, "bits",
+              f"{LAVA}: {C.VTH_BITS}-bit unsigned vth, shifted left by {C.VTH_SHIFT}"),
+        Limit("max_delay_steps", C.MAX_DELAY_STEPS, "steps",
+              f"{LAVA}: DelaySparse accepts delays 0..{C.MAX_LAVA_DELAY} ('Loihi 2 has a "
+              f"maximum of {C.DELAY_BITS} bits for delays'); with the connection's own step "
+              f"of latency, 1..{C.MAX_DELAY_STEPS} IR steps"),
     ),
 )
 

@@ -332,3 +332,95 @@ def test_energy_of_trained_checkpoint(tmp_path, capsys):
         (64 + 16 + 10) * 8
     assert main(["energy", str(tmp_path / "run" / "checkpoint.pt"), "--duration", "5ms"]) == 2
     assert "does not apply" in capsys.readouterr().err
+
+
+def test_baseline_comparison_names_task_and_input():
+    from evospike.energy_command import baseline_comparison
+
+    digits = {"task": "8x8 handwritten digits", "input": "64", "n_classes": 10}
+    ok, why = baseline_comparison("resnet18-ecg", digits, 256, 32)
+    assert ok is False
+    assert why == ("not comparable: baseline for another task (ECG beat classification, input "
+                   "1 x 256 samples; this model: 8x8 handwritten digits, input 64)")
+    ok, why = baseline_comparison("bert-base-sst2", digits, 256, 32)
+    assert ok is False and "another task (SST-2 sentence sentiment, input 32 tokens" in why
+    ecg = {"task": "ECG beat classification", "input": "1 x 187 samples", "ecg_length": 187}
+    assert baseline_comparison("resnet18-ecg", ecg, 187, 32) == \
+        (True, "same task and input: ECG beat classification, 1 x 187 samples")
+    ok, why = baseline_comparison("resnet18-ecg", ecg, 360, 32)
+    assert ok is False and "same task, other input size (baseline 1 x 360 samples; this " \
+        "model: 1 x 187 samples)" in why
+    sst = {"task": "SST-2 sentence sentiment", "input": "12 tokens", "seq_len": 12}
+    assert baseline_comparison("bert-base-sst2", sst, 256, 12)[0] is True
+    assert baseline_comparison("bert-base-sst2", sst, 256, 32)[0] is False
+    ok, why = baseline_comparison("bert-base-sst2", {}, 256, 32)
+    assert ok is None and "task is not recorded" in why
+
+
+def _untrained_checkpoint(tmp_path, config_text: str):
+    """checkpoint.pt of an untrained model (what `evospike train` writes after each epoch):
+    the energy command reads it like a trained one."""
+    import yaml
+
+    from evospike.training import TrainConfig, Trainer
+
+    raw = yaml.safe_load(config_text.replace("OUT", str(tmp_path / "run")))
+    return Trainer(TrainConfig.from_dict(raw), progress=False).save_checkpoint()
+
+
+def test_energy_of_digits_checkpoint_marks_other_task_baselines(tmp_path, capsys):
+    ckpt = _untrained_checkpoint(tmp_path, DIGITS_CONFIG)
+    out = tmp_path / "e.json"
+    assert main(["energy", str(ckpt), "--test-samples", "2", "--no-progress",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "no ANN baseline of this model's task, 8x8 handwritten digits" in text
+    lines = [ln for ln in text.splitlines() if "ResNet-18" in ln or "BERT-base" in ln]
+    assert len(lines) == 2
+    for line in lines:
+        assert "not comparable: baseline for another task" in line, line
+        assert "this model: 8x8 handwritten digits, input 64" in line, line
+        assert "x the SNN's energy" not in line, line
+    report = json.loads(out.read_text())
+    assert [(b["comparable"], b["ratio_to_snn"]) for b in report["baselines"]] == \
+        [(False, None), (False, None)]
+
+
+ECG_CONFIG = """
+name: tiny_ecg
+seed: 0
+threads: 1
+data: {dataset: synthetic_ecg, options: {n_records: 1, duration_s: 20}, validation_fraction: 0.1}
+model: {reference: ecg_snn, hidden: 8, downsample: 4}
+train: {epochs: 1, batch_size: 16, lr: 0.003}
+output: {dir: OUT}
+"""
+
+
+def test_energy_of_ecg_checkpoint_compares_the_same_task_only(tmp_path, capsys):
+    ckpt = _untrained_checkpoint(tmp_path, ECG_CONFIG)
+    assert main(["energy", str(ckpt), "--test-samples", "2", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "BERT-base" not in text
+    (line,) = [ln for ln in text.splitlines() if "ResNet-18" in ln]
+    assert "x the SNN's energy" in line
+    assert "(same task and input: ECG beat classification, 1 x 256 samples)" in line
+    assert main(["energy", str(ckpt), "--test-samples", "2", "--no-progress",
+                 "--ecg-length", "360", "--baseline", "all"]) == 0
+    text = capsys.readouterr().out
+    (line,) = [ln for ln in text.splitlines() if "ResNet-18" in ln]
+    assert "not comparable: same task, other input size (baseline 1 x 360 samples; this " \
+        "model: 1 x 256 samples)" in line and "x the SNN's energy" not in line
+    (line,) = [ln for ln in text.splitlines() if "BERT-base" in ln]
+    assert "not comparable: baseline for another task" in line
+
+
+def test_energy_of_network_file_says_its_task_is_unknown(tmp_path, capsys):
+    model = tmp_path / "tiny.py"
+    model.write_text(TINY)
+    assert main(["energy", str(model), "--duration", "20ms", "--no-progress"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines()
+             if "ResNet-18" in ln or "BERT-base" in ln]
+    assert len(lines) == 2
+    for line in lines:
+        assert "the network's task is not recorded: comparable only if it does" in line, line

@@ -114,7 +114,7 @@ def test_host_reward_levels_follow_the_modulator_as_torch_runs_it():
                                             progress=False).run(40.0).traces["m.level"]
     levels = three_factor.modulator_levels(mod, 0.5, 80)
     # the monitor samples m[n] after step n; a rule reads m[n - 1] in step n
-    np.testing.assert_allclose(levels[1:], recorded.values[0, :79, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(levels[1:], recorded.values[0, :79, 0])
     assert levels[0] == 0.25
     scale = three_factor.reward_scale(mod, 0.5)
     assert np.abs(levels).max() == pytest.approx(127 * scale)
@@ -265,7 +265,7 @@ def test_the_modulator_level_is_recorded_from_the_host():
     fixed = _fixed(net, 60.0)
     a, b = fixed.traces["reward.level"], floating.traces["reward.level"]
     np.testing.assert_array_equal(a.steps, b.steps)
-    np.testing.assert_allclose(a.values, b.values, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(a.values, b.values)
     assert a.values.max() == pytest.approx(1.0)
     text = "; ".join(compiler.refusals(net, "fixed_pt"))
     assert "StateMonitor" not in text
@@ -277,8 +277,8 @@ def test_lava_records_the_level_and_learns_with_it():
     net.record_state("reward", "level", every_steps=3)
     res = get_backend("lava").compile(net, progress=False).run(60.0)
     fixed = _fixed(_pairing(reward_ms=12.0), 60.0)
-    np.testing.assert_allclose(res.traces["reward.level"].values,
-                               _fixed(net, 60.0).traces["reward.level"].values)
+    np.testing.assert_array_equal(res.traces["reward.level"].values,
+                                  _fixed(net, 60.0).traces["reward.level"].values)
     np.testing.assert_array_equal(res.weights[WEIGHTS].values, fixed.weights[WEIGHTS].values)
 
 

@@ -31,7 +31,7 @@ def test_dvs_conv_trains_on_synthetic_events_and_exports(tmp_path):
         {"n_samples": 48, "n_classes": 2, "size": 16, "n_time_bins": 16, "binary": True},
         {"reference": "dvs_conv", "channels": [4, 8], "hidden": 16}, epochs=4)
     assert summary["synthetic_data"] is True
-    assert summary["test_accuracy"] > 0.6  # two directions: chance is 0.5
+    assert summary["test_accuracy"] >= 0.8  # two directions: chance is 0.5 (0.90 on this seed)
     assert (tmp_path / "synthetic_dvs_gesture" / "model.h5").exists()
     test = trainer.splits.test
     record = backend_agreement(trainer.model, test.x[:4], backend="torch", precision="float64")
@@ -39,15 +39,19 @@ def test_dvs_conv_trains_on_synthetic_events_and_exports(tmp_path):
 
 
 def test_dvs_conv_trains_on_tonic_format_files(tmp_path):
-    write_dvs_gesture(tmp_path / "dvs", "train", n_users=2, labels=(0, 1, 2))
-    write_dvs_gesture(tmp_path / "dvs", "test", n_users=1, labels=(0, 1, 2))
-    _, summary = _train(
+    write_dvs_gesture(tmp_path / "dvs", "train", n_users=3, labels=(0, 1, 2))
+    write_dvs_gesture(tmp_path / "dvs", "test", n_users=2, labels=(0, 1, 2))
+    trainer, summary = _train(
         tmp_path, "dvs128_gesture",
         {"root": str(tmp_path / "dvs"), "size": 16, "n_time_bins": 12, "binary": True},
-        {"reference": "dvs_conv", "channels": [4], "hidden": 8}, epochs=1)
+        {"reference": "dvs_conv", "channels": [4], "hidden": 8}, epochs=6, lr=0.02)
     assert summary["synthetic_data"] is False
-    assert summary["dataset"].startswith("DVS128 Gesture") or "test 3" in summary["dataset"]
-    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["dataset"].startswith("DVS128 Gesture") and "test 6" in summary["dataset"]
+    # the gestures read from the files are learned: the loss falls by more than 40 % and the
+    # held-out users' gestures are recognised well above chance (1/3; 5 of 6 on this seed)
+    losses = [r["train_loss"] for r in trainer.history]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert summary["test_accuracy"] >= 0.8, summary["test_accuracy"]
 
 
 def test_dvs_conv_refuses_event_counts():
@@ -60,10 +64,18 @@ def test_dvs_conv_refuses_event_counts():
 
 def test_ecg_snn_trains_on_synthetic_beats_and_exports(tmp_path):
     trainer, summary = _train(tmp_path, "synthetic_ecg", {"n_records": 2, "duration_s": 20},
-                              {"reference": "ecg_snn", "hidden": 16}, epochs=2, lr=0.003)
+                              {"reference": "ecg_snn", "hidden": 16}, epochs=3, lr=0.01,
+                              class_weights=True)
     assert summary["synthetic_data"] is True
-    assert summary["test_accuracy"] > 0.5  # five AAMI classes (mostly N, some S and V)
     test = trainer.splits.test
+    y = test.y.numpy()
+    majority = np.bincount(y).max() / y.size  # mostly N: "always N" scores 0.8 here
+    # above the majority-class predictor, by recognising the ectopic V beats
+    assert summary["test_accuracy"] > majority + 0.05, (summary["test_accuracy"], majority)
+    pred = trainer.predict(test.x)
+    v = trainer.splits.classes.index("V")
+    assert (y == v).sum() >= 3 and (pred[y == v] == v).mean() >= 0.8
+    assert (pred[y == 0] == 0).mean() >= 0.9
     record = backend_agreement(trainer.model, test.x[:3], backend="torch", precision="float64")
     assert record["agreement"] == 1.0
 
@@ -106,15 +118,30 @@ def test_ecg_encoder_is_lossless_thermometer():
 
 def test_sst2_transformer_trains_on_synthetic_sentences(tmp_path):
     trainer, summary = _train(tmp_path, "synthetic_sentiment",
-                              {"n_samples": 64, "max_len": 8},
-                              {"reference": "sst2_transformer", "dim": 8, "steps": 6}, epochs=2)
+                              {"n_samples": 128, "max_len": 12},
+                              {"reference": "sst2_transformer", "dim": 16, "steps": 6},
+                              epochs=10, lr=0.01)
     assert summary["synthetic_data"] is True
     assert "not an IR network" in summary["ir_export"]
     assert not (tmp_path / "synthetic_sentiment" / "model.h5").exists()
-    assert trainer.history[-1]["train_loss"] < trainer.history[0]["train_loss"] + 0.05
+    # it learns its training sentences (128 are too few to generalise: see the slow test)
+    first, last = trainer.history[0], trainer.history[-1]
+    assert last["train_loss"] < 0.8 * first["train_loss"], trainer.history
+    assert last["train_accuracy"] >= 0.68 and first["train_accuracy"] < 0.6, trainer.history
     attention = trainer.model.attention.last_scores
     assert attention is not None and torch.allclose(attention.sum(-1),
                                                     torch.ones_like(attention.sum(-1)))
+
+
+@pytest.mark.slow
+def test_sst2_transformer_beats_the_majority_class_on_held_out_sentences(tmp_path):
+    trainer, summary = _train(tmp_path, "synthetic_sentiment",
+                              {"n_samples": 1000, "max_len": 12},
+                              {"reference": "sst2_transformer", "dim": 32, "steps": 8},
+                              epochs=4, lr=0.01, logit_scale=1.0, batch_size=32)
+    y = trainer.splits.test.y.numpy()
+    majority = np.bincount(y).max() / y.size  # 0.51 on this seed
+    assert summary["test_accuracy"] > majority + 0.1, (summary["test_accuracy"], majority)
 
 
 def test_sst2_transformer_trains_on_glue_tsv(tmp_path):

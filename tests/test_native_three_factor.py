@@ -1,6 +1,6 @@
 """The native CPU kernel carries Modulators and modulated / three-factor STDP exactly like the
-eager engine: the same networks on both engines, weights recorded every step, spikes and
-modulator states compared (float64: to rounding; float32: see `test_float32_stays_close`)."""
+eager engine: the same networks on both engines, weights recorded every step, spikes, weights
+and modulator states compared bit for bit (`np.array_equal`), in float64 and in float32."""
 
 import numpy as np
 import pytest
@@ -78,7 +78,8 @@ def _run(net_args: dict, engine: str, precision: str = "float64", seeds=(0, 1),
     return res
 
 
-def _compare(a, b, rtol: float = 1e-12, atol: float = 1e-12) -> None:
+def _compare(a, b) -> None:
+    """Bit for bit: the README's claim for the native kernel against the eager engine."""
     for node in ("post", "pre"):
         sa, sb = a.spikes_by_node[node], b.spikes_by_node[node]
         np.testing.assert_array_equal(sa.step, sb.step)
@@ -87,13 +88,13 @@ def _compare(a, b, rtol: float = 1e-12, atol: float = 1e-12) -> None:
     assert a.spikes_by_node["post"].step.size > 20, "the layer should fire"
     for name in a.weights:
         np.testing.assert_array_equal(a.weights[name].steps, b.weights[name].steps)
-        np.testing.assert_allclose(a.weights[name].values, b.weights[name].values, rtol=rtol,
-                                   atol=atol)
+        np.testing.assert_array_equal(a.weights[name].values, b.weights[name].values,
+                                      err_msg=name)
     assert set(a.traces) == set(b.traces) and "m.level" in a.traces
     for name in a.traces:
         np.testing.assert_array_equal(a.traces[name].steps, b.traces[name].steps)
-        np.testing.assert_allclose(a.traces[name].values, b.traces[name].values, rtol=rtol,
-                                   atol=atol)
+        np.testing.assert_array_equal(a.traces[name].values, b.traces[name].values,
+                                      err_msg=name)
 
 
 CASES = {
@@ -140,7 +141,7 @@ def test_gate_closed_freezes_weights_on_native():
     args = dict(rule="stdp", modulation="gate", drives="punish", seed=5)
     eager = _run(args, "eager", duration_ms=100.0)
     native = _run(args, "native", duration_ms=100.0)
-    _compare(native, eager, rtol=0.0, atol=0.0)
+    _compare(native, eager)
     w = native.weights["pre->post.weights"].values
     np.testing.assert_array_equal(w[:, -1], w[:, 0])
     assert native.traces["m.level"].values.max() < 0.25
@@ -148,13 +149,12 @@ def test_gate_closed_freezes_weights_on_native():
 
 @pytest.mark.parametrize("case", ["rstdp-counts-novelty", "scaled-multiplicative",
                                   "gated-additive"])
-def test_float32_stays_close(case):
+def test_float32_is_bit_identical_too(case):
     """float32: every operation is done in the eager engine's order with its roundings, so the
-    two engines agree to float32 rounding (bound: 1e-5 relative / 1e-5 absolute on weights and
-    levels; the spikes are identical in these runs)."""
+    two engines agree bit for bit in float32 as well."""
     eager = _run(CASES[case], "eager", precision="float32")
     native = _run(CASES[case], "native", precision="float32")
-    _compare(native, eager, rtol=1e-5, atol=1e-5)
+    _compare(native, eager)
 
 
 def test_native_refuses_other_processes_and_auto_picks_native_for_rstdp():
@@ -198,8 +198,8 @@ def test_modulator_without_plasticity_and_sparse_network_on_native():
                                               seeds=(7, 8), progress=False)
         res[engine] = runner.run(150.0)
     for name in res["eager"].traces:
-        np.testing.assert_allclose(res["native"].traces[name].values,
-                                   res["eager"].traces[name].values, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(res["native"].traces[name].values,
+                                      res["eager"].traces[name].values, err_msg=name)
     np.testing.assert_array_equal(res["native"].spikes_by_node["pop"].step,
                                   res["eager"].spikes_by_node["pop"].step)
     assert res["native"].traces["nov.rate_hz"].values.max() > 1.0
@@ -219,8 +219,7 @@ def test_modulator_on_a_network_of_sources_only():
                                                 seeds=(1, 2), progress=False).run(30.0)
            for engine in ("eager", "native")}
     level = res["native"].traces["count.level"].values
-    np.testing.assert_allclose(level, res["eager"].traces["count.level"].values, rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_array_equal(level, res["eager"].traces["count.level"].values)
     assert not np.array_equal(level[0], level[1])
     np.testing.assert_array_equal(res["native"].spikes_by_node["in"].trial,
                                   res["eager"].spikes_by_node["in"].trial)
@@ -273,9 +272,8 @@ def test_kernel_stopping_early_for_full_recording_buffers_keeps_the_eligibility_
     assert a.spikes_by_node["post"].step.size > 20
     for node in ("in", "post"):
         np.testing.assert_array_equal(a.spikes_by_node[node].step, b.spikes_by_node[node].step)
-    np.testing.assert_allclose(a.weights["in->post.weights"].values,
-                               b.weights["in->post.weights"].values, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(a.traces["m.level"].values, b.traces["m.level"].values,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(a.weights["in->post.weights"].values,
+                                  b.weights["in->post.weights"].values)
+    np.testing.assert_array_equal(a.traces["m.level"].values, b.traces["m.level"].values)
     w = a.weights["in->post.weights"].values
     assert np.abs(w[:, -1] - w[:, 0]).max() > 1e-3

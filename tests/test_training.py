@@ -237,20 +237,70 @@ def test_early_stopping_stops(tmp_path, digits_small):
     assert summary["epochs_run"] < 30 and summary["finished"]
 
 
+def _expected_novelty_factors(losses, gain: float, tau_batches: float,
+                              max_factor: float) -> list[float]:
+    """The factors of the trainer's docstring, written out independently: running mean and
+    variance are exponential averages over ``tau_batches`` batches (the first batch sets the
+    mean), ``z = max(0, (loss - mean) / spread)`` against the statistics *before* the batch,
+    factor ``min(max_factor, 1 + gain z)``. (The trainer adds 1e-8 to the spread against a
+    zero division, hence the 1e-6 relative tolerance where factors are compared.)"""
+    r = 1.0 / tau_batches
+    mean, var, out = None, 0.0, []
+    for loss in losses:
+        if mean is None:
+            mean = loss
+            out.append(1.0)
+            continue
+        z = max(0.0, (loss - mean) / np.sqrt(var)) if var > 0 else 0.0
+        out.append(min(max_factor, 1.0 + gain * z))
+        var = (1.0 - r) * (var + r * (loss - mean) ** 2)
+        mean = (1.0 - r) * mean + r * loss
+    return out
+
+
 def test_novelty_raises_the_learning_rate():
-    mod = NoveltyModulator(gain=1.0, tau_batches=5, max_factor=3.0)
-    factors = [mod.factor(1.0 + 0.01 * (k % 2)) for k in range(20)]
-    assert max(factors[5:]) < 3.0
+    mod = NoveltyModulator(gain=1.0, tau_batches=4, max_factor=3.0)
+    # by hand (r = 1/4): mean 1.0 after the first loss; 1.2 -> var 0.0075, mean 1.05;
+    # 1.1 -> z = 0.05 / sqrt(0.0075), var 0.006094, mean 1.0625;
+    # 0.9 -> z = 0 (easier than usual), var 0.009521, mean 1.021875;
+    # 1.5 -> z = 0.478125 / sqrt(0.009521) = 4.90 -> capped at 3
+    losses = [1.0, 1.2, 1.1, 0.9, 1.5]
+    expected = [1.0, 1.0, 1.0 + 0.05 / np.sqrt(0.0075), 1.0, 3.0]
+    got = [mod.factor(x) for x in losses]
+    assert got == pytest.approx(expected, rel=1e-6, abs=0.0)
+    assert got == pytest.approx(_expected_novelty_factors(losses, 1.0, 4.0, 3.0), rel=1e-6)
+    assert mod.state()["mean"] == pytest.approx(0.75 * 1.021875 + 0.25 * 1.5, rel=1e-12)
     assert mod.factor(5.0) == 3.0  # a surprising loss: the largest step allowed
     assert mod.factor(0.5) == 1.0  # an easy batch: the base rate
 
 
-def test_training_with_neuromodulation_runs(tmp_path, digits_small):
+def test_training_with_neuromodulation_scales_each_step(tmp_path, digits_small):
+    """Each optimiser step runs at ``lr * factor``, the factor computed (independently, in
+    this test) from the batch losses; the epoch record reports their mean."""
+    gain, tau = 0.5, 5.0
     raw = _digits_config(tmp_path, epochs=1,
-                         neuromodulation={"kind": "novelty", "gain": 0.5, "tau_batches": 5})
+                         neuromodulation={"kind": "novelty", "gain": gain, "tau_batches": tau})
     trainer = Trainer(TrainConfig.from_dict(raw), progress=False, splits=digits_small)
+    losses, lrs = [], []
+    real_factor = trainer.modulator.factor
+
+    def spy(loss: float) -> float:
+        losses.append(loss)
+        return real_factor(loss)
+
+    trainer.modulator.factor = spy
+    trainer.optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: lrs.append(opt.param_groups[0]["lr"]))
     trainer.fit()
-    assert trainer.history[0]["lr_factor_mean"] >= 1.0
+    record = trainer.history[0]
+    assert len(losses) == len(lrs) == 25  # 400 samples in batches of 16
+    # the spied values are the batch losses the epoch's train_loss averages
+    assert np.mean(losses) == pytest.approx(record["train_loss"], rel=1e-12)
+    expected = _expected_novelty_factors(losses, gain, tau, 3.0)
+    assert lrs == pytest.approx([0.01 * f for f in expected], rel=1e-6)
+    assert record["lr_factor_mean"] == pytest.approx(np.mean(expected), rel=1e-6)
+    # on this seed some batches are novel enough to matter and some are not
+    assert max(expected) > 1.2 and expected.count(1.0) >= 5, expected
 
 
 def test_cli_train_and_bad_config(tmp_path, capsys):

@@ -26,7 +26,7 @@ import numpy as np
 from evospike.errors import UnsupportedError
 from evospike.ir.apoptosis import Apoptosis
 
-ORDER_APOPTOSIS = 9
+from .schedule import order_of
 
 
 def refusal(node: Apoptosis, net) -> str | None:
@@ -136,7 +136,7 @@ def build_apoptosis(b2, node: Apoptosis, net, built) -> object:
                     w[mask] = 0.0
                     syn.variables["w"].set_value(w)
 
-    op = b2.NetworkOperation(evaluate, dt=dt_ms * b2.ms, when="end", order=ORDER_APOPTOSIS,
+    op = b2.NetworkOperation(evaluate, dt=dt_ms * b2.ms, when="end", order=order_of(net, node.name),
                              name=f"x_apoptosis_{k}")
     built.network.add(record, op)
     built.processes[node.name] = record

@@ -28,10 +28,6 @@ from .equations import EmittedModel, emit, unsupported_reason
 from .memory import monitored_variable as tiers_monitored_variable
 from .memory import tiers_model, tiers_objects, tiers_of
 from .processes import (
-    ORDER_HOMEOSTASIS,
-    ORDER_MONITORS,
-    ORDER_SCALING,
-    ORDER_THREE_FACTOR,
     add_homeostasis,
     build_metaplasticity,
     build_modulator,
@@ -39,6 +35,7 @@ from .processes import (
     plastic_synapse_code,
     scaling_code,
 )
+from .schedule import order_of, record_order
 from .structural import StructuralPlasticity, build_structural
 
 
@@ -83,6 +80,15 @@ def _unit(b2, name: str):
     return {"ms": b2.ms, "mV": b2.mV, "": 1}[name]
 
 
+def object_name(kind: str, net: Network, node: str) -> str:
+    """The Brian2 name of a node's object: the same in every trial. Brian2 names the arrays in
+    the code it generates after their owner, and its Cython cache is keyed by that code, so
+    automatic names (``neurongroup_1``, ``neurongroup_2``, ... for trials built side by side)
+    would compile every trial's code again (minutes per trial for CUBA)."""
+    table = {"pop": net.populations, "src": net.sources, "proj": net.projections}
+    return f"evospike_{kind}{list(table[kind]).index(node)}"
+
+
 def build_population(b2, pop: Population, net: Network, built: Built) -> None:
     em = emit(pop.model)
     # processes that live in this population's own equations edit its model first
@@ -95,11 +101,11 @@ def build_population(b2, pop: Population, net: Network, built: Built) -> None:
     if em.refractory:
         kwargs["refractory"] = em.refractory
     group = b2.NeuronGroup(pop.size, em.equations, threshold=em.threshold, reset=em.reset,
-                           dt=dt, **kwargs)
+                           dt=dt, name=object_name("pop", net, pop.name), **kwargs)
     for name, (value, unit) in em.params.items():
         setattr(group, name, np.broadcast_to(np.asarray(value, float), (pop.size,)) *
                 _unit(b2, unit))
-    if pop.model.kind == "Izhikevich":
+    if pop.model.kind in ("Izhikevich", "AdEx"):  # currents decayed exactly, by step_code
         decay = {"decay_exc": pop.model.tau_syn_exc_ms, "decay_inh": pop.model.tau_syn_inh_ms}
         for name, tau in decay.items():
             setattr(group, name, np.broadcast_to(np.exp(-net.dt_ms / np.asarray(tau, float)),
@@ -140,7 +146,8 @@ def build_source(b2, src, net: Network, built: Built) -> None:
     else:
         steps, neurons = np.zeros(0, np.int64), np.zeros(0, np.int64)  # set per segment
     group = b2.SpikeGeneratorGroup(src.size, neurons, steps * net.dt_ms * b2.ms,
-                                   dt=net.dt_ms * b2.ms, sorted=False)
+                                   dt=net.dt_ms * b2.ms, sorted=False,
+                                   name=object_name("src", net, src.name))
     built.sources[src.name] = group
     built.network.add(group)
 
@@ -164,14 +171,16 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
         if tiers is not None:
             model += tiers_model(tiers, in_volts)
         syn = b2.Synapses(pre, post, model=model, dt=net.dt_ms * b2.ms, namespace=namespace,
+                          name=object_name("proj", net, proj.name),
                           on_pre=post_model.channel_code[proj.target] + "\n" + on_pre,
                           on_post=on_post, method="exact")
     else:
         constant = "" if scaling else " (constant)"
         syn = b2.Synapses(pre, post, model=f"w : {'volt' if in_volts else '1'}{constant}",
+                          name=object_name("proj", net, proj.name),
                           on_pre=post_model.channel_code[proj.target], dt=net.dt_ms * b2.ms)
     syn.connect(i=proj.pre_indices(), j=proj.indices.astype(np.int64))
-    syn.w = proj.weights * (b2.mV if in_volts else 1)
+    syn.w = proj.weights * (1 + 1e-9) * (b2.mV if in_volts else 1)
     if rule is not None:
         syn.mod_index = 0
         if rule.modulator is not None:
@@ -181,13 +190,13 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
             setattr(syn, f"{parameter.removesuffix('_ms')}_dyn",
                     b2.linked_var(built.processes[meta.name], "value", index="mod_index"))
         if update is not None:
-            built.network.add(syn.run_regularly(update, when="end", order=ORDER_THREE_FACTOR))
+            built.network.add(syn.run_regularly(update, when="end", order=order_of(net, rule.name)))
         if tiers is not None:  # memory tiers (backends/brian2/memory.py)
             built.network.add(*tiers_objects(b2, syn, tiers, rule, net, built, in_volts))
     for h in scaling:
         built.network.add(syn.run_regularly(scaling_code(h, net.dt_ms, rule),
                                             dt=h.every_steps * net.dt_ms * b2.ms, when="end",
-                                            order=ORDER_SCALING))
+                                            order=order_of(net, h.name, 0)))
     # EvoSpike applies events after integration and before the threshold of their arrival step.
     # Brian2's pathway, moved to that slot, sees the spikes of the previous step: one step of
     # the delay is spent there.
@@ -213,7 +222,7 @@ NODE_BUILDERS[MemoryTiers] = None  # built with its projection (backends/brian2/
 
 def _homeostasis_objects(b2, group, em, node: Homeostasis, net: Network) -> list:
     code = homeostasis_code(node, net.dt_ms, em.state_units.get("v") == "mV")
-    return [group.run_regularly(code, when="end", order=ORDER_HOMEOSTASIS)]
+    return [group.run_regularly(code, when="end", order=order_of(net, node.name, 1))]
 
 
 #: process kind -> (edit(em, node, net), objects(b2, group, em, node, net) -> [Brian2 objects])
@@ -301,17 +310,19 @@ def build_trial(b2, net: Network, seed: int) -> Built:
     dt = net.dt_ms * b2.ms
     for mon in net.spike_monitors:
         group = built.groups.get(mon.target) or built.sources[mon.target]
-        built.spike_monitors[mon.target] = b2.SpikeMonitor(group)
+        built.spike_monitors[mon.target] = b2.SpikeMonitor(group, name=f"{group.name}_spikes")
     for name, mon in net.state_monitors.items():
         group, variable, unit = _monitored(net, built, mon)
         built.trace_vars[name] = (variable, unit)
         built.state_monitors[name] = b2.StateMonitor(
             group, variable, record=mon.neurons.astype(np.int64),
-            dt=mon.every_steps * dt, when="end", order=ORDER_MONITORS)
+            name=f"evospike_trace{list(net.state_monitors).index(name)}",
+            dt=mon.every_steps * dt, when="end", order=record_order(net))
     for name, mon in net.weight_monitors.items():
         built.weight_monitors[name] = b2.StateMonitor(
             built.synapses[mon.projection], "w", record=True, dt=mon.every_steps * dt,
-            when="end", order=ORDER_MONITORS)
+            name=f"evospike_weights{list(net.weight_monitors).index(name)}",
+            when="end", order=record_order(net))
     built.network.add(*built.spike_monitors.values(), *built.state_monitors.values(),
                       *built.weight_monitors.values())
     return built

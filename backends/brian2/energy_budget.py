@@ -11,8 +11,7 @@ import numpy as np
 from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget, spike_costs_pj
 
 from .gating import add_fire_mask, require_runtime, spike_counter, take_counts
-
-ORDER_ENERGY = 9
+from .schedule import order_of
 
 
 def _in_global(node: EnergyBudget, net) -> bool:
@@ -63,7 +62,7 @@ def build_energy(b2, node: EnergyBudget, net, built) -> object:
         group.energy_ok[:] = ((energy >= cost) & (state["pool"] >= cost)).astype(np.float64)
 
     built.network.add(b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
-                                          order=ORDER_ENERGY))
+                                          order=order_of(net, node.name)))
     built.processes[node.name] = group
     return group
 
@@ -91,6 +90,6 @@ def build_global_energy(b2, node: GlobalEnergyBudget, net, built) -> object:
             pop_group.global_energy_ok[:] = (energy >= cost).astype(np.float64)
 
     built.network.add(group, b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
-                                                 order=ORDER_ENERGY))
+                                                 order=order_of(net, node.name)))
     built.processes[node.name] = group
     return group

@@ -6,6 +6,8 @@ The emitted model follows `evospike.dynamics` step for step:
   injected current a parameter ``i_ext`` held constant over each step;
 - Loihi's CUBA-LIF, which is discrete, as code run every step in the state-update slot;
 - Izhikevich's (v, u) with ``euler`` and its synaptic currents decayed exactly every step;
+- AdEx's (v, w) likewise with ``euler`` (the exponent clamped at the spike cut with ``clip``),
+  its currents in pA carried as volt (the same numbers, as Izhikevich's are);
 - refractoriness through Brian2's own ``refractory`` (v held; fire again ``tau_refrac`` after
   the last spike).
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evospike.ir.neurons import LIF, AdaptiveLIF, CubaLIF, Izhikevich, NeuronModel
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich, NeuronModel
 
 
 @dataclass
@@ -125,6 +127,38 @@ def emit_izhikevich(model: Izhikevich) -> EmittedModel:
                                       "v": "v_post += w"})
 
 
+def emit_adex(model: AdEx) -> EmittedModel:
+    refractory = _refractory(model)
+    unless = " (unless refractory)" if refractory else ""
+    # w_adapt, the currents, b and I_e are in pA in the IR; carried as volt (the same numbers) so
+    # that the backend's "weights in volt" path serves every channel; C, g_L and a are then
+    # plain numbers (pA / pF = mV/ms, nS * mV = pA)
+    eqs = [
+        "dv/dt = (g_L * (E_L - v) + g_L * Delta_T * exp((clip(v, -inf * mV, v_peak) - V_T)"
+        f" / Delta_T) - w_adapt + i_exc + i_inh + I_e + i_ext) / (C * ms) : volt{unless}",
+        "dw_adapt/dt = (a * (v - E_L) - w_adapt) / tau_w : volt",
+        "i_exc : volt",
+        "i_inh : volt",
+        "i_ext : volt",
+        "i_const : volt (constant)",
+        "decay_exc : 1 (constant)", "decay_inh : 1 (constant)",
+    ]
+    params = {"C": (model.C_pF, ""), "g_L": (model.g_L_nS, ""), "E_L": (model.E_L_mV, "mV"),
+              "V_T": (model.V_T_mV, "mV"), "Delta_T": (model.Delta_T_mV, "mV"),
+              "a": (model.a_nS, ""), "tau_w": (model.tau_w_ms, "ms"), "b": (model.b_pA, "mV"),
+              "v_reset": (model.V_reset_mV, "mV"), "v_peak": (model.V_peak_mV, "mV"),
+              "I_e": (model.I_e_pA, "mV"), "tau_refrac": (model.tau_refrac_ms, "ms")}
+    eqs += [f"{name} : {'second' if unit == 'ms' else 'volt' if unit == 'mV' else '1'}"
+            " (constant)" for name, (_, unit) in params.items()]
+    v_gate = " * int(not_refractory_post)" if refractory else ""
+    return EmittedModel("\n".join(eqs), "v >= v_peak", "v = v_reset\nw_adapt = w_adapt + b",
+                        "euler", params, {"v": "mV", "w_adapt": "mV", "i_exc": "mV", "i_inh": "mV"},
+                        refractory,
+                        step_code="i_exc = i_exc * decay_exc\ni_inh = i_inh * decay_inh",
+                        channel_code={"exc": "i_exc_post += w", "inh": "i_inh_post += w",
+                                      "v": f"v_post += w{v_gate}"})
+
+
 def emit(model: NeuronModel) -> EmittedModel:
     if isinstance(model, LIF):
         return emit_lif(model)
@@ -132,6 +166,8 @@ def emit(model: NeuronModel) -> EmittedModel:
         return emit_cuba(model)
     if isinstance(model, Izhikevich):
         return emit_izhikevich(model)
+    if isinstance(model, AdEx):
+        return emit_adex(model)
     raise TypeError(model.kind)
 
 

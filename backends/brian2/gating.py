@@ -39,8 +39,7 @@ from evospike.ir.gating import (
     participation_uniforms,
 )
 
-ORDER_PARTICIPATION = 8
-ORDER_GATE = 9  # sorted by name after the apoptosis evaluation of the same order
+from .schedule import order_of
 
 
 def _unit(em, state: str) -> str:
@@ -163,8 +162,8 @@ def build_gate(b2, node: EpigeneticGate, net, built) -> object:
         group.open[:] = is_open
         group.activation_ratio[:] = is_open.mean()
 
-    # after apoptosis (order 9, named x_apoptosis_*), as in torch (phase 45 before 50)
-    op = b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end", order=ORDER_GATE,
+    op = b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
+                             order=order_of(net, node.name),
                              name=f"y_gate_{len(built.processes)}")
     built.network.add(op)
     built.processes[node.name] = group
@@ -202,7 +201,8 @@ def build_participation(b2, node: NeuromodulatedParticipation, net, built) -> ob
         group.participating[:] = (u < fraction).astype(np.float64)
         group.fraction[:] = fraction
 
-    op = b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end", order=ORDER_PARTICIPATION)
+    op = b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
+                             order=order_of(net, node.name))
     built.network.add(op)
     built.processes[node.name] = group
     return group

@@ -19,8 +19,7 @@ import numpy as np
 from evospike.errors import UnsupportedError
 from evospike.ir.memory import MemoryTiers
 
-ORDER_TIERS = 8
-ORDER_CONSOLIDATION = 9
+from .schedule import order_of
 
 #: IR state name -> (Brian2 variable, carries the weight's unit)
 VARIABLES = {"short": ("w_short", True), "mid": ("w_mid", True), "long": ("w_long", True),
@@ -110,10 +109,12 @@ def tiers_objects(b2, syn, tiers: MemoryTiers, rule, net, built, in_volts: bool)
     k = len(built.processes)
     dt = net.dt_ms * b2.ms
     objects = [
-        syn.run_regularly(_step_code(tiers, net.dt_ms, source), when="end", order=ORDER_TIERS,
+        syn.run_regularly(_step_code(tiers, net.dt_ms, source), when="end",
+                          order=order_of(net, tiers.name, 0),
                           name=f"tiers_{k}_a_step"),
         syn.run_regularly(_consolidation_code(tiers, in_volts), dt=tiers.every_steps * dt,
-                          when="end", order=ORDER_CONSOLIDATION, name=f"tiers_{k}_b_consolidate"),
+                          when="end", order=order_of(net, tiers.name, 1),
+                          name=f"tiers_{k}_b_consolidate"),
     ]
     n = net.projections[tiers.projection].n_synapses
     caps = {tier: tiers.capacity(tier, n) for tier in ("mid", "long")}
@@ -133,7 +134,7 @@ def tiers_objects(b2, syn, tiers: MemoryTiers, rule, net, built, in_volts: bool)
                 syn.variables[name].set_value(value)
 
         objects.append(b2.NetworkOperation(capacity, dt=tiers.every_steps * dt, when="end",
-                                           order=ORDER_CONSOLIDATION,
+                                           order=order_of(net, tiers.name, 2),
                                            name=f"tiers_{k}_c_capacity"))
     built.processes[tiers.name] = syn
     return objects

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evospike.errors import UnsupportedError
 from evospike.ir.modulators import (
     Modulator,
     NoveltyDrive,
@@ -20,12 +21,7 @@ from evospike.ir.modulators import (
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
 
-ORDER_THREE_FACTOR = 3
-ORDER_SCALING = 4
-ORDER_HOMEOSTASIS = 5
-ORDER_MODULATOR = 6
-ORDER_METAPLASTICITY = 7
-ORDER_MONITORS = 10
+from .schedule import order_of
 
 
 def add_homeostasis(em, h: Homeostasis) -> None:
@@ -34,7 +30,12 @@ def add_homeostasis(em, h: Homeostasis) -> None:
     unit = "volt" if em.state_units.get("v") == "mV" else "1"
     em.equations += f"\nrate_h : 1\ntheta_h : {unit}"
     if h.mechanism == "threshold":
-        em.threshold += " + theta_h"
+        # raise the comparison itself: masks added by other processes may already wrap it
+        if "v_thresh" not in em.threshold:
+            raise UnsupportedError("brian2", [f"Homeostasis '{h.name}': threshold homeostasis "
+                                              f"needs a v_thresh threshold (got "
+                                              f"{em.threshold!r})"])
+        em.threshold = em.threshold.replace("v_thresh", "(v_thresh + theta_h)", 1)
     em.reset += f"\nrate_h += {1000.0 / h.tau_rate_ms!r}"
     em.state_units = {**em.state_units, "theta_h": "mV" if unit == "volt" else ""}
 
@@ -97,7 +98,7 @@ def build_modulator(b2, mod: Modulator, net, built) -> object:
                            name=f"modulator_{len(built.processes)}")
     group.level = mod.initial
     code = "\n".join([f"level = {' + '.join(terms)}", *after, "reward_in = 0"])
-    built.network.add(group, group.run_regularly(code, when="end", order=ORDER_MODULATOR))
+    built.network.add(group, group.run_regularly(code, when="end", order=order_of(net, mod.name)))
     for item in objects:
         if not isinstance(item[0], str):
             gen, amounts = item
@@ -127,7 +128,7 @@ def build_metaplasticity(b2, meta: Metaplasticity, net, built) -> object:
     code = (f"baseline = baseline * {bd!r} + {1 - bd!r} * level_m\n"
             f"value = clip(value + {meta.eta * net.dt_ms * 1e-3!r} * (level_m - baseline), "
             f"{meta.p_min!r}, {meta.p_max!r})")
-    built.network.add(group, group.run_regularly(code, when="end", order=ORDER_METAPLASTICITY))
+    built.network.add(group, group.run_regularly(code, when="end", order=order_of(net, meta.name)))
     built.processes[meta.name] = group
     return group
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import platform
+import sys
 import tempfile
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -21,6 +23,22 @@ from evospike.units import steps_of
 
 from .compiler import Brian2Config, Built, build_trial
 from .structural import keep_last_spikes, run_segmented
+
+#: whether this process has said that Cython is compiling (said once: later builds are cached)
+_cython_notice_shown = False
+
+
+def compile_notice(target: str, show: bool) -> None:
+    """Say on stderr, once per process, why the first Cython run sits at 0 % for a minute."""
+    global _cython_notice_shown
+    if show and target == "cython" and not _cython_notice_shown:
+        _cython_notice_shown = True
+        print("brian2: compiling Brian2 code with Cython (cached afterwards; the first time "
+              "takes ~1 min)", file=sys.stderr, flush=True)
+
+
+class _Stopped(Exception):
+    """Brian2 stopped a run early (its SIGINT handler): the remaining runs must not start."""
 
 
 def _brian2():
@@ -58,9 +76,12 @@ class Brian2Runner:
         self.build_time_s = 0.0
         self.standalone_run_time_s: float | None = None
         self.complete = True
+        self.note = ""  # what an interruption kept (results metadata "interrupted")
+        self._unusable = ""  # why this runner cannot run again, once it cannot
         self.trials: list[Built] = []
         if not self.standalone:
             self.b2.prefs.codegen.target = self.target
+            compile_notice(self.target, cfg.progress)  # building already compiles code
             t0 = time.perf_counter()
             self.trials = [build_trial(self.b2, network, seed) for seed in cfg.seeds]
             for built in self.trials:  # a continued run must still send the last step's spikes
@@ -76,12 +97,13 @@ class Brian2Runner:
                 built.sources[name].set_spikes(neurons, steps * net.dt_ms * b2.ms)
         return self._current_namespace(built, start + n_steps)
 
-    def _reporter(self, show: bool, label: str):
+    def _reporter(self, show: bool, label: str, bars: list):
         if not show:
             return None
         from tqdm.auto import tqdm
 
         bar = tqdm(total=100, unit="%", desc=label, leave=False, delay=2.0)
+        bars.append(bar)  # closed by run(), also when the trial stops early
 
         def report(elapsed, completed, start, duration):
             bar.n = round(100 * float(completed))
@@ -92,31 +114,95 @@ class Brian2Runner:
         return report
 
     def run(self, duration_ms: float, progress: bool | None = None) -> Results:
-        """Advance by ``duration_ms``; returns everything recorded since compilation."""
+        """Advance by ``duration_ms``; returns everything recorded since compilation.
+
+        Ctrl-C (SIGINT): Brian2's own handler finishes the current step and stops. Any other
+        KeyboardInterrupt (a second Ctrl-C, or SIGTERM turned into one by the CLI) stops inside
+        the step. Either way the results hold the steps simulated to the end, with
+        ``complete = False`` (see `_keep_after_interrupt` for which trials are kept)."""
         b2, net = self.b2, self.net
+        if self._unusable:
+            raise EvoSpikeError(self._unusable)
         n_steps = steps_of(duration_ms, net.dt_ms, "Run", net.name, "duration_ms")
-        if self.standalone:
-            return self._run_standalone(n_steps)
-        start, end = self.step, self.step + n_steps
         show = self.cfg.progress if progress is None else progress
+        if self.standalone:
+            return self._run_standalone(n_steps, show)
+        start, end = self.step, self.step + n_steps
+        compile_notice(self.target, show)
         t0 = time.perf_counter()
+        running: int | None = None
+        stopped = hard = False
+        bars: list = []
         try:
             for k, built in enumerate(self.trials):
+                running = k
                 namespace = self._feed_inputs(built, start, n_steps)
-                report = self._reporter(show, f"{net.name} brian2 trial {k}")
+                report = self._reporter(show, f"{net.name} brian2 trial {k}", bars)
                 # structural plasticity edits the Synapses between segments (structural.py)
                 run_segmented(b2, net, built, start, n_steps,
                               lambda steps, built=built, namespace=namespace, report=report:
-                              built.network.run(steps * net.dt_ms * b2.ms,
-                                                namespace=namespace or None, report=report))
+                              self._run_piece(built, steps, namespace, report))
+            running = None
             self.step = end
+        except _Stopped:
+            stopped = True
         except KeyboardInterrupt:
-            self.complete = False
+            stopped = True
+            hard = b2.Network._globally_running  # raised inside Brian2's step loop
+            # Brian2 clears this flag only when a run ends normally; left set, its SIGINT
+            # handler would swallow every later Ctrl-C of this process
+            b2.Network._globally_running = False
         finally:
+            for bar in bars:
+                bar.close()
             self.wall_time_s += time.perf_counter() - t0
+        if stopped:
+            self._keep_after_interrupt(end, running, hard)
         return self.results()
 
-    def _run_standalone(self, n_steps: int) -> Results:
+    def _run_piece(self, built: Built, n_steps: int, namespace: dict, report) -> None:
+        """Run ``n_steps`` of one trial; raise `_Stopped` when Brian2 stopped it early."""
+        b2, net = self.b2, self.net
+        before = self._trial_step(built)
+        built.network.run(n_steps * net.dt_ms * b2.ms, namespace=namespace or None,
+                          report=report)
+        # a stop requested during the last step ends the run at its full length, but the flag
+        # is still set; the next trial's run would clear it and carry on
+        if self._trial_step(built) < before + n_steps or b2.Network._globally_stopped:
+            raise _Stopped
+
+    def _trial_step(self, built: Built) -> int:
+        """Steps that trial has completed. After a stop inside a step, Brian2's network time
+        is still that step's start, so the step in progress is not counted."""
+        return int(round(float(built.network.t_) / (self.net.dt_ms * 1e-3)))
+
+    def _keep_after_interrupt(self, end: int, running: int | None, hard: bool) -> None:
+        """Brian2 runs the trials one after another, and a Results has one step count for
+        all its trials: keep the trials that got furthest (those that finished this run, or
+        else the interrupted one), at the steps they completed, and say so in the metadata."""
+        reached = [self._trial_step(b) for b in self.trials]
+        furthest = max(reached)
+        # trials run in order, so the furthest ones are a prefix of the list
+        n_kept = sum(1 for r in reached if r == furthest)
+        seeds = self.cfg.seeds
+        where = ("" if running is None else
+                 f"in trial {running} (seed {seeds[running]}) at step {reached[running]}; ")
+        self.note = (f"interrupted {where}requested {end} steps; kept trial(s) 0-{n_kept - 1} "
+                     f"(seeds {list(seeds[:n_kept])}) at {furthest} steps"
+                     + (f", dropped the {len(seeds) - n_kept} that ran fewer steps"
+                        if n_kept < len(seeds) else ""))
+        if hard and running is not None and running < n_kept:
+            self._unusable = ("brian2 backend: the previous run was interrupted inside a step; "
+                              "this simulation cannot be continued (compile the network again)")
+        self.trials = self.trials[:n_kept]
+        self.cfg = replace(self.cfg, seeds=seeds[:n_kept])
+        self.step = furthest
+        self.complete = False
+
+    def _run_standalone(self, n_steps: int, show: bool) -> Results:
+        """One C++ program runs the whole simulation. Ctrl-C reaches it too (same process
+        group): its own handler finishes the step, writes what it recorded and exits normally;
+        Brian2 reports the fraction completed, which sets the steps kept."""
         b2, net = self.b2, self.net
         if self.step:
             raise EvoSpikeError("brian2 backend: C++ standalone builds and runs the whole "
@@ -129,9 +215,17 @@ class Brian2Runner:
             built = build_trial(b2, net, self.cfg.seeds[0])
             namespace = self._feed_inputs(built, 0, n_steps)
             built.network.run(n_steps * net.dt_ms * b2.ms, namespace=namespace or None)
+            if show:
+                print("brian2: generating and compiling a C++ program for this run (about a "
+                      "minute; standalone builds are not cached)", file=sys.stderr, flush=True)
             b2.device.build(directory=directory, compile=True, run=True, debug=False)
             self.trials = [built]
-            self.step = n_steps
+            fraction = float(b2.device._last_run_completed_fraction)
+            self.step = min(n_steps, int(round(fraction * n_steps)))
+            if self.step < n_steps:
+                self.complete = False
+                self.note = (f"interrupted: the C++ program stopped at step {self.step} of "
+                             f"{n_steps}")
             self.standalone_run_time_s = float(b2.device._last_run_time)
             self.wall_time_s = time.perf_counter() - t0
             self.build_time_s = self.wall_time_s - self.standalone_run_time_s

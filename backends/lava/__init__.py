@@ -25,7 +25,7 @@ from evospike.ir.network import Network
 from .compiler import NODE_COMPILERS, SELECT_TAGS, LavaConfig, Plan, plan_float, refusals
 from .convert import Conversion, to_loihi_lif
 from .environment import find_python
-from .runner import LavaRunner, WorkerError
+from .runner import LavaRunner, LavaWarning, WorkerError, show_lava_warnings
 
 NAME = "lava"
 
@@ -73,10 +73,11 @@ def compile(network: Network, config: LavaConfig | None = None, **overrides) -> 
     cfg = replace(cfg, seeds=tuple(int(s) for s in cfg.seeds), chunk_steps=int(cfg.chunk_steps))
     conv, plan = prepare(network, cfg)
     python = find_python()
+    show_lava_warnings()  # one line each on the console (`LavaWarning`)
     for note in conv.notes:  # an approximation is never silent (exact reductions are noted
-        warnings.warn(f"lava backend: {note}", stacklevel=2)  # in the results only)
+        warnings.warn(LavaWarning("UserWarning", note), stacklevel=2)  # in the results only)
     return LavaRunner(plan, cfg, python)
 
 
-__all__ = ["compile", "prepare", "LavaConfig", "LavaRunner", "WorkerError", "NAME",
+__all__ = ["compile", "prepare", "LavaConfig", "LavaRunner", "LavaWarning", "WorkerError", "NAME",
            "NODE_COMPILERS", "refusals", "to_loihi_lif"]

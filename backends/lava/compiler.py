@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from evospike.hardware.loihi import learning, three_factor
+from evospike.hardware.loihi.constants import MAX_LAVA_DELAY
 from evospike.ir.modulators import Modulator
 from evospike.ir.network import Network
 from evospike.ir.neurons import LIF, CubaLIF
@@ -41,11 +43,9 @@ from evospike.ir.plasticity import STDP, RewardModulatedSTDP
 from evospike.realize import current_is_constant, initial_state, poisson_events, spike_time_steps
 from evospike.units import steps_of
 
-from . import learning, three_factor
-
 SELECT_TAGS = ("fixed_pt", "floating_pt")
 #: Loihi 2 axonal delay range: DelaySparse's fixed-point model accepts Lava delays 0..63
-MAX_LAVA_DELAY_FIXED = 63
+MAX_LAVA_DELAY_FIXED = MAX_LAVA_DELAY
 
 
 @dataclass
@@ -71,7 +71,7 @@ class LavaConfig:
     merge_synapses: bool = True
     cache_delay_weights: bool = True
     #: STDP / R-STDP: "w_max" (the 8-bit weights span [0, w_max]) or "initial" (sized from
-    #: the initial weights), see `learning.quantize_for_learning`
+    #: the initial weights), see `evospike.hardware.loihi.learning`
     plastic_weight_range: str = "w_max"
     device: str = "cpu"  # Lava's simulation runs on the CPU; anything else is refused
 
@@ -105,7 +105,7 @@ class LavaConnection:
     delays: np.ndarray  # Lava delays (ours - 1)
     weight_exp: int = 0
     num_weight_bits: int = 8
-    learning: object = None  # learning.LearningPlan: a LearningDense (STDP), see learning.py
+    learning: object = None  # learning.LearningPlan (STDP, R-STDP): evospike.hardware.loihi
 
     @property
     def process(self) -> str:
@@ -150,6 +150,7 @@ def _check_population(pop: Population, net: Network, tag: str) -> list[str]:
         why = {
             "AdaptiveLIF": "adaptive thresholds have no Lava LIF counterpart",
             "Izhikevich": "Lava has no Izhikevich neuron process",
+            "AdEx": "Lava has no adaptive exponential integrate-and-fire process",
         }.get(model.kind, "Lava's LIF process is the CUBA-LIF neuron")
         return [f"Population '{pop.name}': {model.kind} neurons ({why})"]
     out = []
@@ -200,7 +201,7 @@ def _check_spike_monitor(mon: SpikeMonitor, net: Network, tag: str) -> list[str]
 
 def _check_state_monitor(mon: StateMonitor, net: Network, tag: str) -> list[str]:
     if isinstance(net.processes.get(mon.target), Modulator) and mon.variable == "level":
-        return []  # RewardModulatedSTDP (three_factor.py): computed on the host
+        return []  # RewardModulatedSTDP: computed on the host (three_factor)
     if mon.variable not in ("u", "v"):
         return [f"StateMonitor '{mon.name}': variable '{mon.variable}' (Lava's LIF exposes u "
                 "and v)"]
@@ -216,11 +217,11 @@ NODE_COMPILERS: dict[type, Callable[..., list[str]]] = {
     CurrentInput: _check_current,
     SpikeMonitor: _check_spike_monitor,
     StateMonitor: _check_state_monitor,
-    # STDP (learning.py): LearningDense with a Loihi2FLearningRule, fixed_pt
+    # STDP (evospike.hardware.loihi.learning): LearningDense with a Loihi2FLearningRule
     STDP: lambda node, net, tag: learning.stdp_refusals(node, net, tag),
     WeightMonitor: lambda node, net, tag: learning.weight_monitor_refusals(node, net, tag),
-    # RewardModulatedSTDP (three_factor.py): Loihi3FLearningRule, the reward sent by the
-    # post-synaptic neuron, fixed_pt
+    # RewardModulatedSTDP (evospike.hardware.loihi.three_factor): Loihi3FLearningRule, the
+    # reward sent by the post-synaptic neuron, fixed_pt
     RewardModulatedSTDP: lambda node, net, tag: learning.stdp_refusals(node, net, tag),
     Modulator: lambda node, net, tag: three_factor.modulator_refusals(node, net, tag),
 }

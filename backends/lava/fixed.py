@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from evospike.fixed_point import FixedPointNetwork
+from evospike.hardware.loihi import learning
 from evospike.ir.network import Network
 
-from . import learning
 from .compiler import LavaPopulation, Plan, _plan_common
 
 
@@ -22,7 +22,8 @@ def plan_fixed(network: Network, notes: list[str], weight_range: str = "w_max") 
     """The fixed_pt plan of a network of CubaLIF populations and LIF populations that reduce
     to them exactly (the quantizer does that; LIF with two synaptic time constants has been
     merged by `convert` before)."""
-    # STDP (learning.py): the quantizer runs fixed weights, the rule is planned afterwards
+    # STDP (evospike.hardware.loihi.learning): the quantizer runs fixed weights, the rule
+    # is planned afterwards
     fp: FixedPointNetwork = learning.quantize_for_learning(network, "loihi2", weight_range)
     plan = Plan(network, "fixed_pt", notes=list(notes) + list(fp.notes))
     for name, p in fp.populations.items():
@@ -37,7 +38,7 @@ def plan_fixed(network: Network, notes: list[str], weight_range: str = "w_max") 
     weights = {name: (proj.weights, proj.weight_exp, proj.num_weight_bits, proj.delays)
                for name, proj in fp.projections.items()}
     _plan_common(plan, network, weights)
-    plans = learning.plan_learning(network, fp, plan.notes)  # STDP (learning.py)
+    plans = learning.plan_learning(network, fp, plan.notes)  # STDP
     for conn in plan.connections:
         conn.learning = plans.get(conn.projection)
     return plan

@@ -35,6 +35,16 @@ Delays here are Lava's: a connection of delay 0 delivers in the step after the s
 
 Progress goes to stdout as ``progress <steps done> <steps total>`` lines. SIGTERM makes the
 worker finish the chunk it is running, write what it recorded (``complete = 0``) and exit.
+
+What is recorded lands, chunk by chunk, in ``OUT.h5.recorded/`` (one folder per trial and
+component, ``.npy`` files each renamed into place when complete) and ``manifest.json`` there
+(rewritten atomically after every chunk) says which files belong to which population or
+monitor and how many steps each component has run. A worker killed outright (SIGKILL, out of
+memory) writes no ``OUT.h5``; the host reads that folder instead and keeps every complete
+chunk (``evospike.backends.lava.runner.read_partial``).
+
+Python warnings go to stderr as one line each, ``<file>:<line>: <Category>: <message>``,
+without the source line, so the host can relay them as clean lines.
 """
 
 from __future__ import annotations
@@ -43,8 +53,8 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
+import warnings
 
 import h5py
 import numpy as np
@@ -52,6 +62,46 @@ import numpy as np
 STOP = {"requested": False}
 JOB_FORMAT = "evospike-lava-job"
 OUT_FORMAT = "evospike-lava-output"
+PARTIAL_FORMAT = "evospike-lava-partial"
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ARG001
+    # the host parses this line (runner.parse_warning); a message spread over several lines
+    # or followed by its source line would reach the console as fragments
+    text = " ".join(str(message).split())
+    return f"{filename}:{lineno}: {category.__name__}: {text}\n"
+
+
+class Manifest:
+    """``manifest.json`` in the recording folder: for each (trial, component) started, the
+    recorder files of its populations and monitors and the steps it has run. Rewritten
+    atomically, so the host always reads a complete one, even after a SIGKILL."""
+
+    def __init__(self, workdir: str, n_steps: int, chunk: int, n_trials: int,
+                 n_components: int):
+        self.path = os.path.join(workdir, "manifest.json")
+        self.data = {"format": PARTIAL_FORMAT, "n_steps": n_steps, "chunk": chunk,
+                     "n_trials": n_trials, "components_per_trial": n_components,
+                     "entries": []}
+
+    def start(self, trial: int, folder: str, comp) -> None:
+        self.data["entries"].append({
+            "trial": trial, "folder": folder, "done": 0,
+            "spikes": {n: os.path.basename(p) for n, p in comp.spike_paths.items()},
+            "traces": {n: os.path.basename(p) for n, p in comp.trace_paths.items()}})
+        self._write()
+
+    def advance(self, n: int) -> None:
+        self.data["entries"][-1]["done"] += n
+        self._write()
+
+    def _write(self) -> None:
+        import json
+
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.data, f)
+        os.replace(tmp, self.path)
 
 
 def _on_term(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -301,6 +351,23 @@ def _weights_now(conn) -> np.ndarray:
     return out
 
 
+def loihi_constants():
+    """Loihi 2's numbers, ``hardware/loihi/constants.py`` (standard library only), loaded by its
+    path: EvoSpike is not importable in the Lava interpreter. The file lies two folders up from
+    this one both in the source tree and in an installed package (``backends`` and
+    ``hardware`` are the sibling subpackages ``evospike.backends`` and ``evospike.hardware``)."""
+    import importlib.util
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, os.pardir, os.pardir, "hardware", "loihi", "constants.py")
+    spec = importlib.util.spec_from_file_location("evospike_loihi_constants", path)
+    if spec is None or spec.loader is None or not os.path.isfile(path):
+        raise RuntimeError(f"the Lava worker: Loihi 2's constants are missing ({path})")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def three_factor_neuron() -> tuple[type, type]:
     """The post-synaptic neuron of a Loihi3F learning connection (EvoSpike's
     ``backends/lava/three_factor.py`` has the equations): Lava's bit-accurate LIF, its
@@ -322,8 +389,9 @@ def three_factor_neuron() -> tuple[type, type]:
     from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
     from lava.proc.lif.models import AbstractPyLifModelFixed, PyLifModelBitAcc
 
-    frac_bits = 6  # the trace's fractional bits
-    trace_max = 127
+    loihi = loihi_constants()
+    frac_bits = loihi.TRACE_FRAC_BITS  # the trace's fractional bits
+    trace_max = loihi.TRACE_MAX
 
     class ThreeFactorLIF(AbstractProcess):
         def __init__(self, *, shape, u, v, du, dv, vth, bias_mant, bias_exp, trace_decay,
@@ -392,7 +460,7 @@ def three_factor_neuron() -> tuple[type, type]:
 def _read_parts(path: str) -> list[np.ndarray]:
     parts, k = [], 0
     while os.path.exists(f"{path}.{k}.npy"):
-        parts.append(np.load(f"{path}.{k}.npy"))
+        parts.append(np.load(f"{path}.{k}.npy", allow_pickle=False))  # numbers only
         k += 1
     return parts
 
@@ -685,6 +753,7 @@ def main(argv: list[str]) -> int:
         return 2
     job_path, out_path = argv[1], argv[2]
     signal.signal(signal.SIGTERM, _on_term)
+    warnings.formatwarning = _one_line_warning
     import lava
     from lava.magma.core.run_configs import Loihi2SimCfg
 
@@ -703,6 +772,7 @@ def main(argv: list[str]) -> int:
 
         def report(n: int) -> None:
             progress["done"] += n
+            manifest.advance(n)
             print(f"progress {progress['done']} {total}", flush=True)
 
         exceptions: dict = {}
@@ -721,8 +791,13 @@ def main(argv: list[str]) -> int:
             return Loihi2SimCfg(select_tag=tag,
                                 exception_proc_model_map={**exceptions, **models})
 
-        workdir = tempfile.mkdtemp(prefix="recorded-", dir=os.path.dirname(
-            os.path.abspath(out_path)))
+        # a fixed name next to OUT.h5, so the host finds what was recorded if this process
+        # is killed before it writes OUT.h5
+        workdir = f"{os.path.abspath(out_path)}.recorded"
+        shutil.rmtree(workdir, ignore_errors=True)
+        os.makedirs(workdir)
+        manifest = Manifest(workdir, n_steps, int(job.attrs["chunk_steps"]), n_trials,
+                            len(components))
         results = []
         steps_done = n_steps
         build_time = 0.0
@@ -730,12 +805,15 @@ def main(argv: list[str]) -> int:
             spikes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             traces: dict[str, np.ndarray] = {}
             weights: dict[str, np.ndarray] = {}  # STDP (learning.py)
-            for names in components.values():
+            for index, names in enumerate(components.values()):
                 if STOP["requested"]:
                     steps_done = 0
                     break
                 tb = time.perf_counter()
-                comp = Component(job, trial, names, fixed, io, workdir)
+                folder = f"t{trial}-c{index}"  # recorder files of different components apart
+                os.makedirs(os.path.join(workdir, folder))
+                comp = Component(job, trial, names, fixed, io, os.path.join(workdir, folder))
+                manifest.start(trial, folder, comp)
                 build_time += time.perf_counter() - tb
                 done = comp.run(n_steps, cfg_for, report)
                 steps_done = min(steps_done, done)

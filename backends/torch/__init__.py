@@ -24,7 +24,7 @@ def compile(network: Network, config: TorchConfig | None = None, **overrides) ->
 
     # fixed-point mode (backends/torch/fixed.py): "fixed_profile" picks the bit widths
     fixed_profile = overrides.pop("fixed_profile", "loihi2")
-    # STDP / R-STDP in fixed point: "w_max" or "initial" (backends/lava/learning.py)
+    # STDP / R-STDP in fixed point: "w_max" or "initial" (evospike.hardware.loihi.learning)
     weight_range = overrides.pop("plastic_weight_range", "w_max")
     unknown = set(overrides) - set(TorchConfig.__dataclass_fields__)
     if unknown:

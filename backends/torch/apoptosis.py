@@ -18,7 +18,6 @@ generator seeded with (seed, trial seed, step)); no self-synapses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -48,7 +47,6 @@ class TApoptosis(TorchProcess):
     evaluation: int = 0
     log: list = field(default_factory=list)  # (step, deaths, births) per evaluation, all trials
 
-    phase: ClassVar[int] = 45
 
     def state(self, variable: str) -> torch.Tensor:
         if variable == "alive":

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from evospike.dynamics import IzhikevichStep, LinearStep, one_step
+from evospike.dynamics import AdExStep, LinearStep, Step, one_step
 from evospike.errors import UnsupportedError
 from evospike.ir.network import Network
 from evospike.ir.nodes import (
@@ -24,6 +24,7 @@ from evospike.ir.nodes import (
     WeightMonitor,
 )
 from evospike.ir.plasticity import STDP, Homeostasis, RewardModulatedSTDP
+from evospike.ir.schedule import ranks as schedule_ranks
 from evospike.realize import current_is_constant, initial_state, spike_time_steps
 
 from .processes import PROCESS_COMPILERS
@@ -48,7 +49,7 @@ class TorchConfig:
 class TPopulation:
     name: str
     size: int
-    step: LinearStep | IzhikevichStep
+    step: Step
     x: torch.Tensor  # (k, trials, n)
     refrac: torch.Tensor  # (trials, n) int32: steps of refractoriness left
     spiked: torch.Tensor  # (trials, n) bool
@@ -142,8 +143,11 @@ class CompiledNetwork:
 
     @property
     def process_order(self) -> list:
-        """The processes in the order they update at the end of a step (by phase, stable)."""
-        return sorted(self.processes.values(), key=lambda proc: proc.phase)
+        """The processes in the order they update at the end of a step: the IR's schedule
+        (`evospike.ir.schedule`); the backend's own bookkeeping (no IR node) comes last."""
+        rank = schedule_ranks(self.network)
+        last = len(rank)
+        return sorted(self.processes.values(), key=lambda proc: rank.get(proc.node.name, last))
 
     @property
     def plastic(self) -> list[TProjection]:
@@ -175,6 +179,18 @@ def compile_population(pop: Population, net: Network, cfg: TorchConfig, dtype, d
                       v_reset=_t(step.v_reset, dtype, device))
         if step.theta_jump is not None:
             consts["theta_jump"] = _t(step.theta_jump, dtype, device)
+        consts["hold_steps"] = _t(step.hold_steps, torch.int32, device)
+        has_refractory = bool(np.any(step.hold_steps > 0))
+    elif isinstance(step, AdExStep):
+        # constant injected currents fold into I_e, as into Izhikevich's i_bias below
+        i_e = np.broadcast_to(step.I_e, (pop.size,)).copy()
+        for cur in net.currents.values():
+            if cur.target == pop.name and current_is_constant(cur):
+                i_e = i_e + np.broadcast_to(np.asarray(cur.amplitude), (pop.size,))
+        for key in ("C", "g_L", "E_L", "V_T", "Delta_T", "a", "tau_w", "b", "v_reset",
+                    "v_peak", "decay_exc", "decay_inh"):
+            consts[key] = _t(getattr(step, key), dtype, device)
+        consts["I_e"] = _t(i_e, dtype, device)
         consts["hold_steps"] = _t(step.hold_steps, torch.int32, device)
         has_refractory = bool(np.any(step.hold_steps > 0))
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from evospike.dynamics import LinearStep
+from evospike.dynamics import AdExStep, LinearStep, adex_euler
 from evospike.ir.nodes import CHANNELS
 
 from .compiler import CompiledNetwork, TPopulation, TProjection
@@ -136,6 +136,52 @@ def advance_izhikevich(pop: TPopulation, arrivals: torch.Tensor | None,
     pop.x[1].copy_(u_new)
     pop.x[2].copy_(ie_new)
     pop.x[3].copy_(ii_new)
+    pop.spiked = spiked
+
+
+def advance_adex(pop: TPopulation, arrivals: torch.Tensor | None,
+                 current: torch.Tensor | None, dt_ms: float) -> None:
+    """Advance an AdEx population by one step in place; sets ``pop.spiked``. The (v, w) update
+    is `evospike.dynamics.adex_euler`; refractoriness follows the LIF rule (v held and
+    ``v``-channel events ignored while held, w integrating throughout)."""
+    c = pop.consts
+    v, w, ie, ii = pop.x[0], pop.x[1], pop.x[2], pop.x[3]
+    drive = ie + ii + c["I_e"]
+    if current is not None:
+        drive = drive + current
+    v_new, w_new = adex_euler(torch, v, w, drive, c, dt_ms)
+    ie_new = ie * c["decay_exc"]
+    ii_new = ii * c["decay_inh"]
+    if arrivals is not None:
+        for slot, ch in enumerate(pop.channels):
+            name = CHANNELS[ch]
+            if name == "exc":
+                ie_new = ie_new + arrivals[slot]
+            elif name == "inh":
+                ii_new = ii_new + arrivals[slot]
+            else:
+                v_new = v_new + arrivals[slot]
+    if pop.integrate_masks:
+        active = _all(pop.integrate_masks)
+        v_new, w_new, ie_new, ii_new = (torch.where(active, new, old) for new, old in
+                                        ((v_new, v), (w_new, w), (ie_new, ie), (ii_new, ii)))
+    if pop.has_refractory:
+        held = pop.refrac > 0
+        v_new = torch.where(held, v, v_new)
+    spiked = v_new >= c["v_peak"]
+    if pop.has_refractory:
+        spiked &= ~held
+    allowed = _masks(pop)
+    if allowed is not None:
+        spiked &= allowed
+    v_new = torch.where(spiked, c["v_reset"], v_new)
+    w_new = w_new + spiked * c["b"]
+    pop.x[0].copy_(v_new)
+    pop.x[1].copy_(w_new)
+    pop.x[2].copy_(ie_new)
+    pop.x[3].copy_(ii_new)
+    if pop.has_refractory:
+        pop.refrac.copy_(torch.where(spiked, c["hold_steps"], (pop.refrac - 1).clamp_(min=0)))
     pop.spiked = spiked
 
 
@@ -275,6 +321,8 @@ def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | 
             pop.buf[slot].zero_()
         if isinstance(pop.step, LinearStep):
             advance_linear(pop, arrivals, currents.get(pop.name))
+        elif isinstance(pop.step, AdExStep):
+            advance_adex(pop, arrivals, currents.get(pop.name), cn.network.dt_ms)
         else:
             advance_izhikevich(pop, arrivals, currents.get(pop.name), cn.network.dt_ms)
         fired[pop.name] = pop.spiked.view(-1).nonzero().squeeze(1)

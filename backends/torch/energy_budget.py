@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
@@ -26,7 +25,6 @@ class TEnergyBudget(TorchProcess):
     pool_recharge_step: float
     pool_capacity: float
 
-    phase: ClassVar[int] = 60
 
     def state(self, variable: str) -> torch.Tensor:
         if variable == "energy_pj":
@@ -84,7 +82,6 @@ class TGlobalEnergyBudget(TorchProcess):
     spent: torch.Tensor  # (trials,)
     recharge_step: float
 
-    phase: ClassVar[int] = 62
 
     def state(self, variable: str) -> torch.Tensor:
         return {"energy_pj": self.energy, "spent_pj": self.spent}[variable].unsqueeze(1)

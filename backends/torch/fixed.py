@@ -35,6 +35,7 @@ from evospike.fixed_point import (
     FixedPointUnsupported,
     get_profile,
 )
+from evospike.hardware.loihi import learning, three_factor
 from evospike.ir.network import Network
 from evospike.ir.nodes import PoissonSource
 from evospike.realize import poisson_events, spike_time_steps
@@ -357,8 +358,6 @@ class FixedRunner:
                                         np.asarray(self._trace_steps[key], np.int64),
                                         mon.neurons, arr.astype(np.int64))
         for key, (mon, mod) in self.level_monitors.items():  # RewardModulatedSTDP
-            from evospike.backends.lava import three_factor
-
             steps, values = three_factor.level_trace(mod, fx.dt_ms, self.step, mon.every_steps,
                                                      trials)
             res.traces[key] = TraceData(mon.target, mon.variable, steps, mon.neurons, values)
@@ -394,10 +393,9 @@ def compile_fixed(network: Network, seeds: tuple[int, ...], device: str = "cpu",
     return its runner."""
     if not seeds:
         raise EvoSpikeError("torch backend: seeds must name at least one trial")
-    # STDP (fixed_learning.py): the rules Lava carries, with Lava's integers; the quantizer
-    # runs the rest (and refuses every other plasticity rule by name)
-    from evospike.backends.lava import learning
-
+    # STDP (fixed_learning.py): the rules Loihi 2's learning engine carries, with its integers
+    # (evospike.hardware.loihi.learning, as the Lava backend); the quantizer runs the rest
+    # (and refuses every other plasticity rule by name)
     reasons = learning.learning_refusals(network, "fixed_pt")
     if learning.rules_by_projection(network) and get_profile(profile).name != "loihi2":
         reasons.append(f"STDP: the learning engine is Loihi 2's; profile "

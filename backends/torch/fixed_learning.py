@@ -2,7 +2,7 @@
 ``PyLearningDenseModelBitApproximate`` computes it, integer for integer, on a batch of trials.
 
 The rule's integers (trace impulses and time constants, the mantissa and exponent of each
-product of ``dw``) come from `evospike.backends.lava.learning.plan_learning`, the same function
+product of ``dw``) come from `evospike.hardware.loihi.learning.plan_learning`, the same function
 the Lava backend takes them from; what can and cannot map is documented there. Per step n
 (after the populations stepped and every projection sent its spikes with the weights learned
 up to step n - 1), with a one-step learning epoch:
@@ -23,7 +23,7 @@ The random numbers are Lava's: NumPy ``default_rng`` generators seeded with ``rn
 and 2 (the synaptic variable, advanced once per step at the start of the learning phase). Every
 trial draws the same numbers, as every Lava trial builds its processes afresh.
 
-RewardModulatedSTDP (``evospike.backends.lava.three_factor`` has the mapping): the post
+RewardModulatedSTDP (``evospike.hardware.loihi.three_factor`` has the mapping): the post
 neuron keeps its own trace (12-bit decay, 6 fractional bits) and sends it as ``y1`` with the
 step's reward as ``y2``/``y3``; the connection decays what it received with Loihi3F's
 time constant 65535 (the same stochastic rounding, the post decay random number), then
@@ -40,22 +40,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-TRACE_MAX = 127
-#: bits of each factor as Loihi 2's learning engine saturates it (x0/y0/u are 1-bit gates)
-FACTOR_WIDTH = {"x1": 7, "y1": 7, "y2": 7, "y3": 7, "t": 9}
-MANT_WIDTH = 4
-ACC_WIDTH = 15
-TAG_MIN, TAG_MAX = -257, 255
-#: Loihi3F's post trace time constant: the connection decays what the neuron sent by it
-THREE_FACTOR_Y_TAU = 65535
-TRACE_FRAC_BITS = 6
-DECAY_SHIFT = 12
-ACC_MAX = 2 ** 15 - 1
-ACC_MIN = -(2 ** 15) - 1
-ACC_SHIFT = 7  # W_ACCUMULATOR_S - W_WEIGHTS_S
-ROUND_UNIT = 2 ** 7  # 2 ** (W_ACCUMULATOR_U - W_WEIGHTS_U)
-WEIGHT_MAX = 255
-CONN_VAR_SEED = 2  # Lava's ConnVarRandom default
+# Loihi 2's learning engine, its numbers in one place (evospike.hardware.loihi.constants)
+from evospike.hardware.loihi.constants import (
+    ACC_MAX,
+    ACC_MIN,
+    ACC_SHIFT,
+    ACC_WIDTH,
+    CONN_VAR_SEED,
+    FACTOR_WIDTH,
+    MANT_WIDTH,
+    ROUND_UNIT,
+    TAG_MAX,
+    TAG_MIN,
+    THREE_FACTOR_Y_TAU,
+    TRACE_FRAC_BITS,
+    TRACE_MAX,
+)
+from evospike.hardware.loihi.constants import DECAY_BITS as DECAY_SHIFT
+from evospike.hardware.loihi.constants import WEIGHT_MANT_MAX as WEIGHT_MAX
 
 
 class _Stream:
@@ -98,8 +100,8 @@ class LearningProjection:
     rng_x: _Stream
     rng_y: _Stream
     rng_w: _Stream
-    #: RewardModulatedSTDP (three_factor.py): tag (trials, n_post, n_pre), tag products,
-    #: decimation exponent, the neuron's trace (trials, n_post), reward per step
+    #: RewardModulatedSTDP (hardware/loihi/three_factor.py): tag (trials, n_post, n_pre), tag
+    #: products, decimation exponent, the neuron's trace (trials, n_post), reward per step
     tag: torch.Tensor | None = None
     tag_products: tuple = ()
     decimate: int = 0
@@ -137,7 +139,7 @@ class LearningProjection:
             mask = np.zeros((fproj.n_post, fproj.n_pre), dtype=bool)
             mask[post_idx, pre_idx] = True
             lp.mask = torch.as_tensor(mask, device=device)
-        if plan.reward is not None:  # RewardModulatedSTDP (three_factor.py)
+        if plan.reward is not None:  # RewardModulatedSTDP (hardware/loihi/three_factor.py)
             lp.tag = torch.zeros_like(w)
             lp.tag_products = tuple(plan.tag_products)
             lp.decimate = int(plan.decimate)

@@ -6,7 +6,6 @@ and its inputs are dropped. Every state has the trial dimension first."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -52,7 +51,6 @@ class TEpigeneticGate(TorchProcess):
     keys: torch.Tensor | None = None  # (K, n_source), unit rows
     patterns: torch.Tensor | None = None  # (K, n_target)
 
-    phase: ClassVar[int] = 50  # after apoptosis (45): reads this step's survival factor
 
     def state(self, variable: str) -> torch.Tensor:
         if variable == "gate":
@@ -125,7 +123,6 @@ class TParticipation(TorchProcess):
     block: int = -1
     uniforms: torch.Tensor | None = None  # (trials, B, n): the draws of block ``block``
 
-    phase: ClassVar[int] = 52
 
     def state(self, variable: str) -> torch.Tensor:
         if variable == "participating":

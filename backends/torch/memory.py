@@ -15,7 +15,6 @@ does).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -43,7 +42,6 @@ class TMemoryTiers(TorchProcess):
     w_min: float
     w_max: float
 
-    phase: ClassVar[int] = 40
 
     def state(self, variable: str) -> torch.Tensor:
         return {"short": self.short, "mid": self.mid, "long": self.long,

@@ -3,10 +3,9 @@
 metaplasticity, and the modulation of plasticity rules. Every state carries the trial dimension
 first: each trial of a batch learns and adapts on its own.
 
-The order within a step is the IR's (see `evospike.ir.plasticity`): plasticity rules read the
+The order within a step is the IR's (`evospike.ir.schedule`): plasticity rules read the
 modulator levels of the previous step; at the end of the step the processes update in the order
-of their ``phase``: homeostasis (10), the modulators (20), metaplasticity (30); later process
-kinds take phases of their own (40 and up).
+of the ``phase`` their IR node kind declares (`CompiledNetwork.process_order`).
 
 A new process kind needs: its IR node (a dataclass with ``name``, ``kind``, ``state_names``,
 ``state_size(net)`` and ``check(net)``, added to ``evospike.ir.network.PROCESS_TYPES`` and to the
@@ -24,7 +23,6 @@ serializer's ``RECORD_TYPES``), a `TorchProcess` subclass and its compile functi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -42,7 +40,6 @@ from evospike.ir.plasticity import Homeostasis, Metaplasticity
 class TorchProcess:
     """The torch state of one process node (see the module docstring)."""
 
-    phase: ClassVar[int] = 50
 
     def state(self, variable: str) -> torch.Tensor:
         """State ``variable`` as a (trials, size) tensor (for StateMonitor)."""
@@ -90,7 +87,6 @@ class TModulator(TorchProcess):
                 total += drive.per_step(dt_ms, start, n)
         return total
 
-    phase: ClassVar[int] = 20
 
     def update(self, cn, step: int, fired: dict[str, torch.Tensor],
                rewards: dict[str, float]) -> None:
@@ -129,7 +125,6 @@ class THomeostasis(TorchProcess):
     def state(self, variable: str) -> torch.Tensor:
         return {"rate_hz": self.rate_hz, "theta": self.theta}[variable]
 
-    phase: ClassVar[int] = 10
 
     def update(self, cn, step: int, fired: dict[str, torch.Tensor],
                rewards: dict[str, float]) -> None:
@@ -164,7 +159,6 @@ class TMetaplasticity(TorchProcess):
     def state(self, variable: str) -> torch.Tensor:
         return {"value": self.value, "baseline": self.baseline}[variable].unsqueeze(1)
 
-    phase: ClassVar[int] = 30
 
     def update(self, cn, step: int, fired: dict[str, torch.Tensor],
                rewards: dict[str, float]) -> None:

@@ -133,23 +133,30 @@ class TorchRunner:
         cur_tensors = {k: torch.as_tensor(v, dtype=cn.dtype, device=device)
                        for k, v in inp.currents.items()}
         fired_log: dict[str, list[torch.Tensor]] = {node: [] for node in recorded}
-        for offset in range(inp.n):
-            step = inp.start + offset
-            source_fired = {k: src_tensors[k][int(p[offset]):int(p[offset + 1])]
-                            for k, p in inp.source_ptr.items()}
-            currents = {k: v[offset] for k, v in cur_tensors.items()}
-            rewards = {k: float(v[offset]) for k, v in inp.rewards.items()}
-            fired = eager.run_step(cn, step, currents, source_fired, rewards)
-            for node in recorded:
-                fired_log[node].append(fired[node])
-            self.step = step + 1
-            if self._sample_due(step):
-                self._record_samples(step)
-        for node in recorded:
-            counts = np.array([t.numel() for t in fired_log[node]], dtype=np.int64)
-            flat = torch.cat(fired_log[node]).cpu().numpy() if fired_log[node] else \
-                np.zeros(0, np.int64)
-            steps = np.repeat(np.arange(inp.start, inp.start + len(counts)), counts)
+        try:
+            for offset in range(inp.n):
+                step = inp.start + offset
+                source_fired = {k: src_tensors[k][int(p[offset]):int(p[offset + 1])]
+                                for k, p in inp.source_ptr.items()}
+                currents = {k: v[offset] for k, v in cur_tensors.items()}
+                rewards = {k: float(v[offset]) for k, v in inp.rewards.items()}
+                fired = eager.run_step(cn, step, currents, source_fired, rewards)
+                for node in recorded:
+                    fired_log[node].append(fired[node])
+                self.step = step + 1
+                if self._sample_due(step):
+                    self._record_samples(step)
+        finally:
+            # an interrupt (Ctrl-C, SIGTERM) lands mid-chunk: keep the spikes of the steps done
+            self._keep_eager_spikes(inp.start, fired_log)
+
+    def _keep_eager_spikes(self, start: int, fired_log: dict[str, list[torch.Tensor]]) -> None:
+        done = self.step - start  # steps counted as run; a step cut short records nothing
+        for node, log in fired_log.items():
+            del log[done:]
+            counts = np.array([t.numel() for t in log], dtype=np.int64)
+            flat = torch.cat(log).cpu().numpy() if log else np.zeros(0, np.int64)
+            steps = np.repeat(np.arange(start, start + len(counts)), counts)
             self._rec.add_spikes(node, steps, flat)
 
     def _run_chunk_native(self, inp: ChunkInputs) -> None:
@@ -162,10 +169,12 @@ class TorchRunner:
                 while stop < end and not self._sample_due(stop - 1):
                     stop += 1
             spikes = self._native.run(inp, cursor, stop - cursor)
-            for node, (steps, flat) in spikes.items():
-                if node in self._recorded_nodes():
-                    self._rec.add_spikes(node, steps, flat)
-            self.step = stop
+            try:
+                for node, (steps, flat) in spikes.items():
+                    if node in self._recorded_nodes():
+                        self._rec.add_spikes(node, steps, flat)
+            finally:  # an interrupt here must not leave spikes recorded past self.step
+                self.step = stop
             if self._sample_due(stop - 1):
                 self._record_samples(stop - 1)
             cursor = stop
@@ -174,8 +183,9 @@ class TorchRunner:
     def run(self, duration_ms: float, progress: bool | None = None) -> Results:
         """Advance by ``duration_ms`` and return everything recorded since compilation.
 
-        Ctrl-C stops at the end of the current chunk of steps (at most 1000) and returns what was
-        recorded, with ``complete = False``."""
+        Ctrl-C (and, under the command line, SIGTERM or SIGHUP) stops the run after the step or
+        kernel call in progress and returns what was recorded until then, with
+        ``complete = False``."""
         n_steps = steps_of(duration_ms, self.cn.network.dt_ms, "Run", self.cn.network.name,
                            "duration_ms")
         show = self.cn.config.progress if progress is None else progress

@@ -20,7 +20,6 @@ after the attractor step are clipped to the rule's bounds. States per trial:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -51,7 +50,6 @@ class TStructural(TorchProcess):
     history: list = field(default_factory=list)  # (step, removed, grown) per update
     version: int = 0  # structure.structure_version when n_synapses was counted
 
-    phase: ClassVar[int] = 40
 
     def state(self, variable: str) -> torch.Tensor:
         if variable != "n_synapses":
@@ -160,7 +158,6 @@ class TPruning(TorchProcess):
     pruned: dict[str, torch.Tensor]  # projection -> (trials, n) bool
     states: dict[str, torch.Tensor]  # state name -> (trials,)
 
-    phase: ClassVar[int] = 60
 
     def state(self, variable: str) -> torch.Tensor:
         return self.states[variable].unsqueeze(1)

@@ -63,7 +63,6 @@ API (all indices are torch tensors or array-likes on any device; masks are bool)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -110,7 +109,6 @@ class TAbsentGuard(TorchProcess):
     absent: dict[str, torch.Tensor]
     node: object = None
 
-    phase: ClassVar[int] = 95  # after every other process
 
     def update(self, cn, step: int, fired, rewards) -> None:
         for name, mask in self.absent.items():

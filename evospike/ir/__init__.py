@@ -13,7 +13,15 @@ from evospike.ir.modulators import (
     SpikeCountDrive,
 )
 from evospike.ir.network import Network
-from evospike.ir.neurons import LIF, NEURON_MODELS, AdaptiveLIF, CubaLIF, Izhikevich, NeuronModel
+from evospike.ir.neurons import (
+    LIF,
+    NEURON_MODELS,
+    AdaptiveLIF,
+    AdEx,
+    CubaLIF,
+    Izhikevich,
+    NeuronModel,
+)
 from evospike.ir.nodes import (
     CurrentInput,
     PoissonSource,
@@ -30,7 +38,7 @@ from evospike.ir.structural import StructuralPlasticity
 __all__ = [
     "Network", "Population", "Projection", "PoissonSource", "SpikeTimesSource", "CurrentInput",
     "SpikeMonitor", "StateMonitor", "WeightMonitor", "NeuronModel", "LIF", "AdaptiveLIF",
-    "CubaLIF", "Izhikevich", "NEURON_MODELS", "Uniform", "Normal", "STDP",
+    "CubaLIF", "Izhikevich", "AdEx", "NEURON_MODELS", "Uniform", "Normal", "STDP",
     "RewardModulatedSTDP", "Homeostasis", "Metaplasticity", "Modulator", "RewardEvents",
     "RewardSeries", "SpikeCountDrive", "NoveltyDrive", "StructuralPlasticity",
     "MemoryTiers", "Apoptosis",

@@ -36,6 +36,7 @@ from typing import ClassVar
 
 from evospike.errors import ValidationError
 from evospike.ir.memory import _number
+from evospike.ir.schedule import Phase
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Apoptosis:
     seed: int = 0
 
     kind: ClassVar[str] = "Apoptosis"
+    phase: ClassVar[Phase] = Phase.APOPTOSIS
     state_names: ClassVar[tuple[str, ...]] = ("survival", "health", "alive", "deaths", "births")
 
     def __post_init__(self) -> None:

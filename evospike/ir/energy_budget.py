@@ -38,6 +38,7 @@ import numpy as np
 
 from evospike.errors import ValidationError
 from evospike.ir.modulators import _check_name, _finite
+from evospike.ir.schedule import Phase
 
 
 def _nonneg(kind: str, name: str, field_name: str, value, allow_none: bool = False):
@@ -96,6 +97,7 @@ class EnergyBudget:
     population_recharge_pj_per_ms: float | None = None
 
     kind: ClassVar[str] = "EnergyBudget"
+    phase: ClassVar[Phase] = Phase.ENERGY
     state_names: ClassVar[tuple[str, ...]] = ("energy_pj", "population_energy_pj", "spent_pj")
 
     def __post_init__(self) -> None:
@@ -144,6 +146,7 @@ class GlobalEnergyBudget:
     initial_fraction: float = 1.0
 
     kind: ClassVar[str] = "GlobalEnergyBudget"
+    phase: ClassVar[Phase] = Phase.GLOBAL_ENERGY
     state_names: ClassVar[tuple[str, ...]] = ("energy_pj", "spent_pj")
 
     def __post_init__(self) -> None:

@@ -57,6 +57,7 @@ import numpy as np
 
 from evospike.errors import ValidationError, first_bad
 from evospike.ir.modulators import _check_name, _finite, _positive_ms
+from evospike.ir.schedule import Phase
 
 #: steps per block of participation draws (the key of the random stream)
 PARTICIPATION_BLOCK_STEPS = 1000
@@ -136,6 +137,7 @@ class EpigeneticGate:
     tau_recall_ms: float = 5.0
 
     kind: ClassVar[str] = "EpigeneticGate"
+    phase: ClassVar[Phase] = Phase.GATE
     state_names: ClassVar[tuple[str, ...]] = ("gate", "open", "activation_ratio")
 
     def __post_init__(self) -> None:
@@ -233,6 +235,7 @@ class NeuromodulatedParticipation:
     seed: int = 0
 
     kind: ClassVar[str] = "NeuromodulatedParticipation"
+    phase: ClassVar[Phase] = Phase.PARTICIPATION
     state_names: ClassVar[tuple[str, ...]] = ("participating", "fraction")
 
     def __post_init__(self) -> None:

@@ -56,6 +56,7 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError
+from evospike.ir.schedule import Phase
 
 IMPORTANCE_SOURCES = ("dw", "eligibility")
 TIERS = ("short", "mid", "long")
@@ -104,6 +105,7 @@ class MemoryTiers:
     initial_tier: str = "long"
 
     kind: ClassVar[str] = "MemoryTiers"
+    phase: ClassVar[Phase] = Phase.MEMORY_TIERS
     state_names: ClassVar[tuple[str, ...]] = ("short", "mid", "long", "importance", "access")
 
     def __post_init__(self) -> None:

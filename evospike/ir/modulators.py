@@ -33,6 +33,7 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError, first_bad
+from evospike.ir.schedule import Phase
 
 
 def _check_name(kind: str, name: object) -> None:
@@ -177,6 +178,7 @@ class Modulator:
     initial: float = 0.0
 
     kind: ClassVar[str] = "Modulator"
+    phase: ClassVar[Phase] = Phase.MODULATOR
 
     def __post_init__(self) -> None:
         _check_name("Modulator", self.name)

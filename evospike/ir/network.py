@@ -34,8 +34,9 @@ from evospike.ir.nodes import (
     WeightMonitor,
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
+from evospike.ir.pruning import TerminalAttractorPruning
 from evospike.ir.structural import StructuralPlasticity
-from evospike.pruning import TerminalAttractorPruning
+from evospike.memory_estimate import check_connect
 from evospike.units import steps_of
 
 #: the neuromodulatory / homeostatic process family (``Network.processes``)
@@ -105,6 +106,7 @@ class Network:
         """Add a ready-made IR node (the DSL methods below build and add them for you)."""
         if isinstance(node, Population):
             self._claim(node.name)
+            node.model.check_time_step(node.name, self.dt_ms)
             self.populations[node.name] = node
         elif isinstance(node, (PoissonSource, SpikeTimesSource)):
             self._claim(node.name)
@@ -239,6 +241,9 @@ class Network:
             raise ValidationError("Projection", proj_name, "target",
                                   f"must be one of {CHANNELS}", target)
         n_pre, n_post = self.size_of(pre_name), self.size_of(post_name)
+        # before drawing a synapse: a connector asked for 10^11 synapses would otherwise grow
+        # for minutes until the machine runs out of memory
+        check_connect(proj_name, connector, n_pre, n_post, pre_name == post_name)
         rng = connector.rng()
         try:
             indptr, indices = connector.build(n_pre, n_post, pre_name == post_name, rng)

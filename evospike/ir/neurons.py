@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError, first_bad
+from evospike.units import steps_of
 
 Param = float | np.ndarray
 
@@ -29,14 +30,40 @@ class _Range:
     high: float
     low_inclusive: bool = True
     unit: str = ""
+    #: appended to the message: the likely slip behind a value out of this range
+    hint: str = ""
 
 
-def _as_param(value: object) -> Param:
-    if isinstance(value, np.ndarray):
-        return value.astype(np.float64, copy=False)
-    if isinstance(value, (list, tuple)):
-        return np.asarray(value, dtype=np.float64)
-    return float(value)  # type: ignore[arg-type]
+#: name of a neuron model in errors raised before it is placed in a population
+MODEL_NAME = "model"
+
+
+def _fail(model: NeuronModel, population: str | None, field: str, problem: str,
+          value: object) -> ValidationError:
+    """The error for ``field`` of ``model``: named by the model until it is placed in a
+    population, by the population afterwards (so the user finds the line that built it)."""
+    if population is None:
+        return ValidationError(model.kind, MODEL_NAME, field, problem, value)
+    return ValidationError("Population", population, f"{model.kind}.{field}", problem, value)
+
+
+def _as_param(model: NeuronModel, population: str | None, field: str, value: object) -> Param:
+    """``value`` as a float or a float64 array; a string, bool or None is refused rather than
+    converted, because ``float("20")`` or ``True -> 1.0`` would hide a mistake."""
+    problem = "must be a real number or a numeric array"
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
+        raise _fail(model, population, field, f"{problem}, not {type(value).__name__}", value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if not isinstance(value, (np.ndarray, list, tuple)):
+        raise _fail(model, population, field, f"{problem}, not {type(value).__name__}", value)
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        raise _fail(model, population, field, f"{problem} (ragged sequence)", value) from None
+    if arr.dtype.kind not in "iuf":
+        raise _fail(model, population, field, f"{problem}, not an array of {arr.dtype}", value)
+    return float(arr) if arr.ndim == 0 else arr.astype(np.float64)
 
 
 @dataclass
@@ -66,23 +93,28 @@ class NeuronModel:
     def channels(self) -> tuple[str, ...]:
         return tuple(self.channel_targets)
 
+    def __post_init__(self) -> None:
+        self._check(None, None)
+
     def validate(self, population: str, size: int) -> None:
-        """Check every parameter: finite, in range, scalar or one value per neuron."""
+        """Check every parameter again (the model may have been changed since it was built),
+        now also that an array has one value per neuron of ``population``."""
+        self._check(population, size)
+
+    def _check(self, population: str | None, size: int | None) -> None:
+        """Types, finiteness, ranges and relations of the parameters; errors name ``population``
+        or, for a model not yet placed in one, the model."""
         for name in self.parameter_names():
-            raw = getattr(self, name)
-            value = _as_param(raw)
+            value = _as_param(self, population, name, getattr(self, name))
             object.__setattr__(self, name, value)
             arr = np.asarray(value)
-            if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != size):
-                raise ValidationError(
-                    "Population", population, f"{self.kind}.{name}",
-                    f"must be a scalar or have one value per neuron ({size})", arr.shape,
-                )
+            if arr.ndim > 1 or (size is not None and arr.ndim == 1 and arr.shape[0] != size):
+                raise _fail(self, population, name,
+                            "must be a scalar or have one value per neuron"
+                            + ("" if size is None else f" ({size})"), arr.shape)
             if not np.all(np.isfinite(arr)):
-                raise ValidationError(
-                    "Population", population, f"{self.kind}.{name}", "must be finite",
-                    first_bad(arr, ~np.isfinite(arr)),
-                )
+                raise _fail(self, population, name, "must be finite",
+                            first_bad(arr, ~np.isfinite(arr)))
             rng = self.ranges.get(name)
             if rng is not None:
                 low_ok = np.all(arr >= rng.low) if rng.low_inclusive else np.all(arr > rng.low)
@@ -90,50 +122,76 @@ class NeuronModel:
                     bad = (arr < rng.low) | (arr > rng.high) | (
                         (arr == rng.low) & (not rng.low_inclusive))
                     bracket = "[" if rng.low_inclusive else "("
-                    raise ValidationError(
-                        "Population", population, f"{self.kind}.{name}",
-                        f"must lie in {bracket}{rng.low}, {rng.high}] {rng.unit}".rstrip(),
-                        first_bad(arr, bad),
-                    )
+                    raise _fail(self, population, name,
+                                f"must lie in {bracket}{rng.low}, {rng.high}] {rng.unit}".rstrip()
+                                + rng.hint, first_bad(arr, bad))
         volts = [np.asarray(getattr(self, p)) for p in self.voltage_params]
         if volts and all(np.all(np.abs(v) < 1.0) for v in volts) and any(
             np.any(v != 0) for v in volts
         ):
-            raise ValidationError(
-                "Population", population, f"{self.kind} voltages",
-                "look like volts; voltage parameters are in millivolts (e.g. v_thresh_mV=-50)",
-                {p: float(np.ravel(getattr(self, p))[0]) for p in self.voltage_params},
-            )
+            raise _fail(self, population, "voltages",
+                        "look like volts; voltage parameters are in millivolts "
+                        "(e.g. v_thresh_mV=-50)",
+                        {p: float(np.ravel(getattr(self, p))[0]) for p in self.voltage_params})
         self._validate_relations(population)
 
-    def _validate_relations(self, population: str) -> None:
+    def _validate_relations(self, population: str | None) -> None:
         pass
 
+    def time_constant_names(self) -> list[str]:
+        """Parameters that are time constants of a decay (``tau_*_ms`` except refractory
+        periods): each must be at least one time step."""
+        return [p for p in self.parameter_names()
+                if p.startswith("tau_") and p.endswith("_ms") and "refrac" not in p]
 
-def _check_reset(model: NeuronModel, population: str) -> None:
+    def check_time_step(self, population: str, dt_ms: float) -> None:
+        """The checks that need the network's time step, done once in the IR so that every
+        backend refuses the same models: no time constant shorter than ``dt_ms`` (almost always
+        seconds typed where milliseconds are meant), and a refractory period that is a whole
+        number of steps (Brian2 would round it, torch cannot)."""
+        for name in self.time_constant_names():
+            arr = np.asarray(getattr(self, name), dtype=np.float64)
+            below = arr < dt_ms * (1.0 - 1e-9)
+            if np.any(below):
+                raise _fail(self, population, name,
+                            f"is shorter than the time step dt = {dt_ms} ms (time constants "
+                            "are in milliseconds: was it given in seconds?)",
+                            first_bad(arr, below))
+        if "tau_refrac_ms" in self.parameter_names():
+            for tau in np.unique(np.asarray(self.tau_refrac_ms, dtype=np.float64)):
+                steps_of(float(tau), dt_ms, "Population", population,
+                         f"{self.kind}.tau_refrac_ms")
+
+
+def _check_reset(model: NeuronModel, population: str | None) -> None:
     reset = model.reset  # type: ignore[attr-defined]
-    if reset not in RESET_MODES:
-        raise ValidationError(
-            "Population", population, f"{model.kind}.reset", f"must be one of {RESET_MODES}", reset
-        )
+    if not isinstance(reset, str) or reset not in RESET_MODES:
+        raise _fail(model, population, "reset", f"must be one of {RESET_MODES}", reset)
 
 
-def _check_thresh_above_reset(model: NeuronModel, population: str, thresh: str, reset: str) -> None:
+def _check_thresh_above_reset(model: NeuronModel, population: str | None, thresh: str,
+                              reset: str) -> None:
     t, r = np.asarray(getattr(model, thresh)), np.asarray(getattr(model, reset))
     bad = t <= r
     if np.any(bad):
         t_b, r_b = np.broadcast_arrays(t, r)
         k = np.argwhere(np.atleast_1d(bad))[0][0] if np.ndim(bad) else None
         reset_value = r_b.item() if k is None else r_b[k].item()
-        raise ValidationError(
-            "Population", population, f"{model.kind}.{thresh}",
-            f"must be above {reset} ({reset_value})", first_bad(t_b, bad),
-        )
+        raise _fail(model, population, thresh, f"must be above {reset} ({reset_value})",
+                    first_bad(t_b, bad))
 
 
 _TAU = _Range(0.0, 1e7, low_inclusive=False, unit="ms")
 _TAU0 = _Range(0.0, 1e7, unit="ms")
-_MV = _Range(-1000.0, 1000.0, unit="mV")
+#: a membrane voltage beyond +-200 mV is no neuron's: almost always a units slip
+_MV = _Range(-200.0, 200.0, unit="mV",
+             hint=" (a membrane voltage in millivolts: is this a units slip?)")
+#: a drive (R * I, in mV) may push far past threshold, but not by volts
+_DRIVE = _Range(-1000.0, 1000.0, unit="mV")
+#: a threshold far above any voltage is a neuron that integrates but never fires (a readout,
+#: `evospike.training.neuron.READOUT_THRESH_MV`); beyond a volt it is a units slip
+_THRESH = _Range(-200.0, 1000.0, unit="mV",
+                 hint=" (a threshold in millivolts: is this a units slip?)")
 
 
 @dataclass
@@ -154,8 +212,8 @@ class LIF(NeuronModel):
     channel_targets: ClassVar[dict[str, str]] = {"exc": "i_exc", "inh": "i_inh", "v": "v"}
     ranges: ClassVar[dict[str, _Range]] = {
         "tau_m_ms": _TAU, "tau_syn_exc_ms": _TAU, "tau_syn_inh_ms": _TAU,
-        "tau_refrac_ms": _TAU0, "v_rest_mV": _MV, "v_reset_mV": _MV, "v_thresh_mV": _MV,
-        "i_bias_mV": _MV,
+        "tau_refrac_ms": _TAU0, "v_rest_mV": _MV, "v_reset_mV": _MV, "v_thresh_mV": _THRESH,
+        "i_bias_mV": _DRIVE,
     }
     voltage_params: ClassVar[tuple[str, ...]] = ("v_rest_mV", "v_reset_mV", "v_thresh_mV")
 
@@ -172,7 +230,7 @@ class LIF(NeuronModel):
     def default_initial(self) -> dict[str, float]:
         return {"v": float(np.ravel(self.v_rest_mV)[0]), "i_exc": 0.0, "i_inh": 0.0}
 
-    def _validate_relations(self, population: str) -> None:
+    def _validate_relations(self, population: str | None) -> None:
         _check_reset(self, population)
         _check_thresh_above_reset(self, population, "v_thresh_mV", "v_reset_mV")
 
@@ -230,7 +288,7 @@ class CubaLIF(NeuronModel):
     def default_initial(self) -> dict[str, float]:
         return {"u": 0.0, "v": 0.0}
 
-    def _validate_relations(self, population: str) -> None:
+    def _validate_relations(self, population: str | None) -> None:
         _check_reset(self, population)
         _check_thresh_above_reset(self, population, "v_thresh", "v_reset")
 
@@ -269,12 +327,96 @@ class Izhikevich(NeuronModel):
         v0 = -65.0
         return {"v": v0, "u": float(np.ravel(self.b)[0]) * v0, "i_exc": 0.0, "i_inh": 0.0}
 
-    def _validate_relations(self, population: str) -> None:
+    def _validate_relations(self, population: str | None) -> None:
         _check_thresh_above_reset(self, population, "v_peak_mV", "c_mV")
 
 
+#: a current in pA beyond +-1 uA is no single neuron's: almost always nA or A typed as pA
+_PA = _Range(-1e6, 1e6, unit="pA", hint=" (currents are in picoamperes)")
+
+
+@dataclass
+class AdEx(NeuronModel):
+    """Adaptive exponential integrate-and-fire neuron (Brette & Gerstner 2005) with exponential
+    current synapses. Units: pF, nS, mV, pA, ms (so pA / pF = mV/ms and nS * mV = pA)::
+
+        C dv/dt     = -g_L (v - E_L) + g_L Delta_T exp((min(v, V_peak) - V_T) / Delta_T)
+                      - w + i_exc + i_inh + I_e + i_ext
+        tau_w dw/dt = a (v - E_L) - w
+        tau_syn_exc di_exc/dt = -i_exc,   tau_syn_inh di_inh/dt = -i_inh
+
+    A spike is emitted when ``v >= V_peak_mV``; then ``v = V_reset_mV`` and ``w += b_pA``, and
+    ``v`` is held (not integrated) for ``tau_refrac_ms`` while ``w`` keeps integrating (Brian2's
+    ``(unless refractory)``; NEST's aeif models do the same).
+
+    Integration (`evospike.dynamics.adex_euler`): (v, w) by forward Euler over one step of the
+    network's ``dt`` -- Brian2's ``euler`` method, so the Brian2 backend, which emits these
+    equations, and torch take the same steps; the synaptic currents decay exactly. The exponent's
+    argument is clamped at ``V_peak`` so that ``exp`` never sees a voltage above the spike cut
+    (an initial state or a ``v``-channel event could put one there); a time step longer than
+    ``C / g_L`` is refused (forward Euler diverges near ``2 C / g_L``).
+
+    Defaults: the pyramidal cell of Brette & Gerstner (2005), reset to ``E_L``, cut at 0 mV.
+    Synaptic channels ``exc`` / ``inh`` add the weight (pA) to ``i_exc`` / ``i_inh``; ``v`` adds
+    it (mV) to the voltage. Injected currents (`Network.inject_current`) are in pA.
+    States: ``v`` (mV), ``w_adapt`` (the adaptation current ``w``), ``i_exc``, ``i_inh`` (pA).
+    The state is not called plain ``w`` because Brian2 names every synaptic weight ``w`` and
+    refuses a postsynaptic variable of the same name.
+    """
+
+    kind: ClassVar[str] = "AdEx"
+    state_names: ClassVar[tuple[str, ...]] = ("v", "w_adapt", "i_exc", "i_inh")
+    channel_targets: ClassVar[dict[str, str]] = {"exc": "i_exc", "inh": "i_inh", "v": "v"}
+    ranges: ClassVar[dict[str, _Range]] = {
+        "C_pF": _Range(1e-3, 1e7, unit="pF",
+                       hint=" (capacitance in picofarads: is this a units slip?)"),
+        "g_L_nS": _Range(1e-4, 1e6, unit="nS",
+                         hint=" (conductance in nanosiemens: is this a units slip?)"),
+        "E_L_mV": _MV, "V_T_mV": _MV, "V_reset_mV": _MV, "V_peak_mV": _MV,
+        "Delta_T_mV": _Range(0.0, 100.0, low_inclusive=False, unit="mV"),
+        "a_nS": _Range(-1e6, 1e6, unit="nS"), "tau_w_ms": _TAU, "b_pA": _PA,
+        "tau_refrac_ms": _TAU0, "tau_syn_exc_ms": _TAU, "tau_syn_inh_ms": _TAU, "I_e_pA": _PA,
+    }
+    voltage_params: ClassVar[tuple[str, ...]] = ("E_L_mV", "V_T_mV", "V_reset_mV", "V_peak_mV")
+
+    C_pF: Param = 281.0
+    g_L_nS: Param = 30.0
+    E_L_mV: Param = -70.6
+    V_T_mV: Param = -50.4
+    Delta_T_mV: Param = 2.0
+    a_nS: Param = 4.0
+    tau_w_ms: Param = 144.0
+    b_pA: Param = 80.5
+    V_reset_mV: Param = -70.6
+    V_peak_mV: Param = 0.0
+    tau_refrac_ms: Param = 0.0
+    tau_syn_exc_ms: Param = 5.0
+    tau_syn_inh_ms: Param = 5.0
+    I_e_pA: Param = 0.0
+
+    def default_initial(self) -> dict[str, float]:
+        return {"v": float(np.ravel(self.E_L_mV)[0]), "w_adapt": 0.0, "i_exc": 0.0,
+                "i_inh": 0.0}
+
+    def _validate_relations(self, population: str | None) -> None:
+        _check_thresh_above_reset(self, population, "V_peak_mV", "V_reset_mV")
+        # below V_T the exponential never takes off: the cut would act as a plain threshold
+        _check_thresh_above_reset(self, population, "V_peak_mV", "V_T_mV")
+
+    def check_time_step(self, population: str, dt_ms: float) -> None:
+        super().check_time_step(population, dt_ms)
+        tau_m = np.asarray(self.C_pF, dtype=np.float64) / np.asarray(self.g_L_nS,
+                                                                     dtype=np.float64)
+        too_long = dt_ms > tau_m * (1.0 + 1e-9)
+        if np.any(too_long):
+            raise _fail(self, population, "C_pF / g_L_nS",
+                        f"(the membrane time constant, ms) must be at least the time step "
+                        f"dt = {dt_ms} ms: forward Euler would diverge",
+                        first_bad(tau_m, too_long))
+
+
 NEURON_MODELS: dict[str, type[NeuronModel]] = {
-    cls.kind: cls for cls in (LIF, AdaptiveLIF, CubaLIF, Izhikevich)
+    cls.kind: cls for cls in (LIF, AdaptiveLIF, CubaLIF, Izhikevich, AdEx)
 }
 
-__all__ = ["NeuronModel", "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "NEURON_MODELS"]
+__all__ = ["NeuronModel", "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "AdEx", "NEURON_MODELS"]

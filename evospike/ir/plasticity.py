@@ -69,6 +69,7 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError
+from evospike.ir.schedule import Phase
 
 PAIRINGS = ("all", "nearest")
 WEIGHT_DEPENDENCES = ("additive", "multiplicative")
@@ -154,6 +155,8 @@ class RewardModulatedSTDP(STDP):
 
     tau_eligibility_ms: float = 1000.0
     learning_rate_per_ms: float = 0.001
+    #: the weight update from the eligibility (the pair terms run when the spikes do)
+    phase: ClassVar[Phase] = Phase.PLASTICITY
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -198,6 +201,7 @@ class Homeostasis:
     every_steps: int = 100
 
     kind: ClassVar[str] = "Homeostasis"
+    phase: ClassVar[Phase] = Phase.HOMEOSTASIS
 
     def __post_init__(self) -> None:
         kind = self.kind
@@ -242,11 +246,12 @@ class Homeostasis:
         if self.population not in net.populations:
             raise ValidationError(self.kind, self.name, "population",
                                   "is not a population of the network", self.population)
-        if self.mechanism == "threshold" and \
-                net.populations[self.population].model.kind == "Izhikevich":
+        model_kind = net.populations[self.population].model.kind
+        if self.mechanism == "threshold" and model_kind in ("Izhikevich", "AdEx"):
+            # their spike cut v_peak is a numerical bound of the upswing, not a threshold
             raise ValidationError(self.kind, self.name, "mechanism",
-                                  "'threshold' needs a threshold model (Izhikevich has none)",
-                                  self.mechanism)
+                                  f"'threshold' needs a threshold model ({model_kind} has "
+                                  "none)", self.mechanism)
         for proj in self.projections:
             if proj not in net.projections:
                 raise ValidationError(self.kind, self.name, "projections",
@@ -280,6 +285,7 @@ class Metaplasticity:
     p_max: float = 100.0
 
     kind: ClassVar[str] = "Metaplasticity"
+    phase: ClassVar[Phase] = Phase.METAPLASTICITY
     state_names: ClassVar[tuple[str, ...]] = ("value", "baseline")
 
     def __post_init__(self) -> None:

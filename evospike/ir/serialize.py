@@ -48,8 +48,8 @@ from evospike.ir.nodes import (
     WeightMonitor,
 )
 from evospike.ir.plasticity import PLASTICITY_RULES, Homeostasis, Metaplasticity
+from evospike.ir.pruning import TerminalAttractorPruning
 from evospike.ir.structural import StructuralPlasticity
-from evospike.pruning import TerminalAttractorPruning
 
 RECORD_TYPES = {"Modulator": Modulator, "Homeostasis": Homeostasis,
                 "Metaplasticity": Metaplasticity, **DRIVES}

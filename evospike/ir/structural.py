@@ -46,6 +46,7 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError
+from evospike.ir.schedule import Phase
 
 PRUNE_RULES = ("weight", "saliency")
 GROW_RULES = ("coactive", "random")
@@ -90,6 +91,7 @@ class StructuralPlasticity:
     seed: int = 0
 
     kind: ClassVar[str] = "StructuralPlasticity"
+    phase: ClassVar[Phase] = Phase.STRUCTURAL
     state_names: ClassVar[tuple[str, ...]] = ("n_synapses",)
 
     def __post_init__(self) -> None:

@@ -9,7 +9,9 @@ What a run leaves in ``output.dir``:
 - ``metrics.json``: one record per epoch (losses, accuracies, learning rate, wall time),
   rewritten atomically after every epoch;
 - ``checkpoint.pt``: model, optimiser, epoch, metrics, best weights, early-stopping and
-  neuromodulation state, written atomically after every epoch; ``fit(resume=True)`` continues
+  neuromodulation state, written atomically after every epoch as plain data (tensors, dicts,
+  lists, numbers, strings: it loads with ``torch.load(weights_only=True)``, and a file that
+  would need unpickling is refused); ``fit(resume=True)`` continues
   from it and gives the same result as an uninterrupted run (the batch order of epoch ``e`` is
   drawn from ``(seed, e)`` alone);
 - ``learning_curve.png``; ``summary.json`` (test accuracy of the best-validation weights,
@@ -48,10 +50,13 @@ import torch.nn.functional as F
 from evospike.atomic import atomic_path
 from evospike.errors import EvoSpikeError
 
+from .checkpoint import plain, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Splits, TensorData, load_splits
 
 CHECKPOINT = "checkpoint.pt"
+_CHECKPOINT_KEYS = ("config", "epoch", "history", "model", "optimizer", "best_acc", "best_score",
+                    "best_state", "best_epoch", "stale", "wall_s", "modulator", "torch_rng")
 
 
 def build_model(cfg: TrainConfig, splits: Splits) -> torch.nn.Module:
@@ -227,35 +232,43 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        path = self.out / CHECKPOINT
-        with atomic_path(path) as tmp:
-            torch.save(self._checkpoint_state(), tmp)
-        return path
+        """Write ``checkpoint.pt`` as plain data (`evospike.training.checkpoint`)."""
+        return save_checkpoint(self._checkpoint_state(), self.out / CHECKPOINT)
 
     def load_checkpoint(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # a truncated or foreign file
-            raise EvoSpikeError(f"cannot read checkpoint '{path}': {exc}") from None
-        old, new = dict(state["config"]), dict(self.cfg.raw)
+        """Restore the state saved in ``path``; it is read with ``weights_only=True`` (a file
+        that would need unpickling is refused: loading it could run code)."""
+        state = read_checkpoint(path, map_location=self.device, required=_CHECKPOINT_KEYS)
+        # the saved config went through `plain` (YAML dates became text): compare like with like
+        old, new = dict(state["config"]), dict(plain(self.cfg.raw))
         for cfg in (old, new):  # more epochs may be asked of a resumed run
-            cfg["train"] = {k: v for k, v in cfg.get("train", {}).items() if k != "epochs"}
+            train = cfg.get("train", {})
+            cfg["train"] = ({k: v for k, v in train.items() if k != "epochs"}
+                            if isinstance(train, dict) else train)
         if old != new:
             keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise EvoSpikeError(f"checkpoint '{path}' was written by a different configuration "
                                 f"(differs in: {', '.join(keys)}); resume with the same config "
                                 "or start a new output.dir")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch, self.history = state["epoch"], state["history"]
-        self.best_acc, self.best_state = state["best_acc"], state["best_state"]
-        self.best_score = state["best_score"]
-        self.best_epoch, self.stale = state["best_epoch"], state["stale"]
-        self.best_pruning = state.get("best_pruning")
-        self.wall_s = state["wall_s"]
-        if self.modulator and state["modulator"]:
-            self.modulator.load(state["modulator"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.epoch, self.history = int(state["epoch"]), list(state["history"])
+            self.best_acc, self.best_state = state["best_acc"], state["best_state"]
+            self.best_score = state["best_score"]
+            self.best_epoch, self.stale = state["best_epoch"], state["stale"]
+            self.best_pruning = state.get("best_pruning")
+            self.wall_s = state["wall_s"]
+            if self.modulator and state["modulator"]:
+                self.modulator.load(state["modulator"])
+            torch.set_rng_state(state["torch_rng"].cpu())  # map_location may be a GPU
+        except EvoSpikeError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            # plain data of the wrong shape (another model, an edited file): one line, not a trace
+            detail = " ".join(str(exc).split())
+            raise EvoSpikeError(f"checkpoint '{path}' does not fit this run's model or "
+                                f"optimiser: {type(exc).__name__}: {detail[:200]}") from None
 
     # ------------------------------------------------------------------ the run
     def fit(self, resume: bool = False, max_epochs: int | None = None,

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from evospike.backends import get_backend
@@ -22,6 +23,35 @@ class ValidationRuns:
     recurrent: list[str]
 
 
+#: seeds are stored as 64-bit signed integers in the results files
+MAX_SEED = 2**63 - 1
+
+
+def check_options(*, candidate: str, reference: str, candidate_options: dict | None = None,
+                  reference_options: dict | None = None, seed: int = 0,
+                  n_reference_seeds: int = 4, tolerance_steps: int = 1,
+                  margin: float = 2.0) -> None:
+    """Refuse bad validation settings before anything runs (a validation may simulate for
+    minutes before the verdict would otherwise notice them)."""
+    get_backend(candidate)
+    get_backend(reference)
+    if candidate == reference and (candidate_options or {}) == (reference_options or {}):
+        raise EvoSpikeError(f"validate: candidate and reference are the same ({candidate})")
+    if n_reference_seeds < 2:
+        raise EvoSpikeError(f"validate: --reference-seeds must be at least 2 "
+                            f"(got {n_reference_seeds})")
+    last = seed + n_reference_seeds
+    if seed < 0 or last > MAX_SEED:
+        raise EvoSpikeError(f"validate: seeds {seed} to {last} (--seed and the "
+                            f"--reference-seeds after it) must lie in 0..{MAX_SEED} (got --seed "
+                            f"{seed})")
+    if tolerance_steps < 0:
+        raise EvoSpikeError(f"validate: --tolerance-steps must be 0 or more (got "
+                            f"{tolerance_steps})")
+    if not (math.isfinite(margin) and margin > 0):
+        raise EvoSpikeError(f"validate: --margin must be a finite number > 0 (got {margin})")
+
+
 def run_pair(build, *, candidate: str, reference: str, duration_ms: float, seed: int,
              n_reference_seeds: int, candidate_options: dict, reference_options: dict,
              progress: bool = True) -> ValidationRuns:
@@ -29,11 +59,9 @@ def run_pair(build, *, candidate: str, reference: str, duration_ms: float, seed:
 
     The candidate runs with ``seed``; the reference runs with ``seed`` and the
     ``n_reference_seeds`` seeds after it, as one batch of trials."""
-    if candidate == reference and candidate_options == reference_options:
-        raise EvoSpikeError(f"validate: candidate and reference are the same ({candidate})")
-    if n_reference_seeds < 2:
-        raise EvoSpikeError(f"validate: --reference-seeds must be at least 2 "
-                            f"(got {n_reference_seeds})")
+    check_options(candidate=candidate, reference=reference, candidate_options=candidate_options,
+                  reference_options=reference_options, seed=seed,
+                  n_reference_seeds=n_reference_seeds)
     net: Network = build()
     recurrent = net.recurrent_populations()
     cand = get_backend(candidate).compile(net, seeds=(seed,), progress=progress,

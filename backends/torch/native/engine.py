@@ -25,7 +25,7 @@ import ctypes
 import numpy as np
 import torch
 
-from evospike.dynamics import LinearStep
+from evospike.dynamics import AdExStep, LinearStep
 from evospike.ir.nodes import CHANNELS
 
 from ..processes import THomeostasis, TMetaplasticity, TModulator
@@ -115,6 +115,9 @@ def native_unavailable_reason(cn) -> str | None:
         return (f"of the processes it carries only Modulators, Homeostasis and "
                 f"Metaplasticity, not the other process kinds ({names})")
     for pop in cn.populations.values():
+        if isinstance(pop.step, AdExStep):
+            return (f"population '{pop.name}' has AdEx neurons, which the C kernel does not "
+                    "carry (no exponential integrate-and-fire update in kernel.c)")
         if len(pop.step.state_names) > MAX_STATES:
             return f"population '{pop.name}' has more than {MAX_STATES} state variables"
     try:
