@@ -119,10 +119,13 @@ def open_h5(path: str | os.PathLike, what: str, expected_format: str) -> h5py.Fi
     path = Path(path)
     if not path.exists():
         raise EvoSpikeError(f"{what} file '{path}' does not exist")
+    if path.is_dir():
+        raise EvoSpikeError(f"{what} file '{path}' is a folder, not a file")
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
-        raise EvoSpikeError(f"'{path}' is not an HDF5 file: {exc}") from None
+        reason = " ".join(str(exc).split())  # HDF5's messages can span lines
+        raise EvoSpikeError(f"'{path}' is not an HDF5 file: {reason}") from None
     fmt = handle.attrs.get("format", "")
     fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
     if fmt != expected_format:

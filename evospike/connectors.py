@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from evospike.errors import ValidationError
+from evospike.errors import ValidationError, real_number
 
 CSR = tuple[np.ndarray, np.ndarray]
 
@@ -29,6 +29,12 @@ def _csr_from_pairs(pre: np.ndarray, post: np.ndarray, n_pre: int) -> tuple[CSR,
     return (indptr, post[order].astype(np.int64)), order
 
 
+def _check_seed(kind: str, seed: object) -> None:
+    # numpy would refuse these only when the synapses are drawn, with a message naming neither
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValidationError(kind, "connector", "seed", "must be an integer >= 0", seed)
+
+
 @dataclass(frozen=True)
 class Connector:
     seed: int = 0
@@ -38,6 +44,9 @@ class Connector:
     #: orders, the int64 CSR it returns), measured with tracemalloc on 10^7-synapse builds;
     #: `evospike.memory_estimate` uses it to refuse a projection before building it
     build_bytes_per_synapse: ClassVar[float] = 60.0
+
+    def __post_init__(self) -> None:
+        _check_seed(type(self).__name__, self.seed)
 
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
@@ -118,9 +127,10 @@ class FixedProbability(Connector):
     p: float = 0.1
 
     def __init__(self, p: float, seed: int = 0, allow_self_connections: bool = True):
-        object.__setattr__(self, "p", float(p))
+        object.__setattr__(self, "p", real_number("FixedProbability", "connector", "p", p))
         object.__setattr__(self, "seed", seed)
         object.__setattr__(self, "allow_self_connections", allow_self_connections)
+        _check_seed("FixedProbability", seed)
         if not (0.0 <= self.p <= 1.0):
             raise ValidationError("FixedProbability", "connector", "p", "must lie in [0, 1]", p)
 
@@ -190,6 +200,7 @@ class FixedInDegree(Connector):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValidationError("FixedInDegree", "connector", "k",
                                   "must be a non-negative integer", k)
+        _check_seed("FixedInDegree", seed)
 
     def expected_synapses(self, n_pre, n_post, same_population):
         return float(self.k) * n_post

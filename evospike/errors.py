@@ -29,8 +29,9 @@ class UnsupportedError(EvoSpikeError, NotImplementedError):
     def __init__(self, backend: str, reasons: list[str]):
         self.backend = backend
         self.reasons = list(reasons)
-        lines = "\n".join(f"  - {r}" for r in reasons)
-        super().__init__(f"backend '{backend}' cannot run this network:\n{lines}")
+        # one line, like every user error: the command line prints it as `evospike: error: ...`
+        listed = "; ".join(" ".join(str(r).split()) for r in reasons)
+        super().__init__(f"backend '{backend}' cannot run this network: {listed}")
 
 
 def first_bad(values, bad_mask) -> object:
@@ -48,6 +49,37 @@ def first_bad(values, bad_mask) -> object:
     where = tuple(int(i) for i in idx[0])
     label = where[0] if len(where) == 1 else where
     return f"{arr[where].item()} at index {label}"
+
+
+def real_number(kind: str, name: str, field: str, value: object) -> float:
+    """``value`` as a float. A string, bool or None is refused rather than converted:
+    ``float("20")`` or ``True -> 1.0`` would hide a mistake. Range checks are the caller's."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                    np.floating)):
+        raise ValidationError(kind, name, field,
+                              f"must be a real number, not {type(value).__name__}", value)
+    return float(value)
+
+
+def real_array(kind: str, name: str, field: str, value: object):
+    """``value`` (a number or a sequence of numbers) as a float64 array; text, bools, None and
+    ragged sequences are refused rather than converted."""
+    import numpy as np
+
+    problem = "must be a real number or a numeric array"
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValidationError(kind, name, field, f"{problem}, not {type(value).__name__}", value)
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        raise ValidationError(kind, name, field, f"{problem} (ragged sequence)",
+                              value) from None
+    if arr.dtype.kind not in "iuf":
+        raise ValidationError(kind, name, field, f"{problem}, not an array of {arr.dtype}",
+                              value)
+    return arr.astype(np.float64)
 
 
 def _short(value: object) -> str:

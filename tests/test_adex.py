@@ -93,6 +93,16 @@ def pattern_spikes() -> dict[str, np.ndarray]:
     return {name: steps[neurons == k] for k, name in enumerate(names)}
 
 
+def test_each_neuron_starts_at_its_own_rest_without_adaptation():
+    from evospike.realize import initial_state
+
+    net = Network("rest", dt_ms=DT)
+    pop = net.population("n", 3, AdEx(E_L_mV=[-70.0, -58.0, -60.0]))
+    init = initial_state(pop, seed=0)
+    np.testing.assert_array_equal(init["v"], [-70.0, -58.0, -60.0])
+    np.testing.assert_array_equal(init["w_adapt"], 0.0)
+
+
 @pytest.mark.parametrize("pattern", list(NAUD))
 def test_naud_parameter_set_fires_its_pattern_and_no_other(pattern_spikes, pattern):
     f = _features(pattern_spikes[pattern])
@@ -154,16 +164,17 @@ def test_single_neuron_matches_a_hand_written_euler_loop(backend):
 
 
 def test_exponent_is_clamped_at_the_spike_cut():
-    step = one_step(AdEx(V_T_mV=-50.0, Delta_T_mV=0.5, V_peak_mV=0.0), "n", DT)
+    step = one_step(AdEx(V_T_mV=-50.0, Delta_T_mV=2.0, V_peak_mV=0.0), "n", DT)
     p = {k: getattr(step, k).astype(np.float32) for k in
          ("C", "g_L", "E_L", "V_T", "Delta_T", "a", "tau_w", "v_peak")}
-    v = np.array([150.0, -60.0], dtype=np.float32)  # far above the cut: exp(400) unclamped
+    # far above the cut: unclamped, exp((150 + 50) / 2) = exp(100) overflows float32
+    v = np.array([150.0, -60.0], dtype=np.float32)
     w = np.zeros(2, dtype=np.float32)
     with np.errstate(over="raise"):
         v_new, w_new = adex_euler(np, v, w, np.float32(0.0), p, DT)
     assert np.all(np.isfinite(v_new)) and np.all(np.isfinite(w_new))
     # below the cut the clamp changes nothing
-    expected = -60.0 + DT * (30.0 * (-70.6 + 60.0) + 30.0 * 0.5 * math.exp(-20.0)) / 281.0
+    expected = -60.0 + DT * (30.0 * (-70.6 + 60.0) + 30.0 * 2.0 * math.exp(-5.0)) / 281.0
     assert v_new[1] == pytest.approx(expected, rel=1e-6)
 
 

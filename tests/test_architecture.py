@@ -254,7 +254,8 @@ def test_every_package_folder_is_installed():
 #: framework-free cores of the modules that also have a torch side
 FRAMEWORK_FREE = ("evospike", "evospike.ir", "evospike.energy", "evospike.pruning",
                   "evospike.ir.pruning", "evospike.fixed_point", "evospike.hardware",
-                  "evospike.hardware.loihi.learning", "evospike.hardware.loihi.three_factor")
+                  "evospike.hardware.loihi.learning", "evospike.hardware.loihi.three_factor",
+                  "evospike.native_build", "evospike.cli")
 
 
 def test_import_evospike_loads_no_framework():

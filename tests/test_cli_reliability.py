@@ -19,7 +19,8 @@ import evospike.model_loading as model_loading
 from evospike.backends.torch import eager
 from evospike.backends.torch.native import build as native_build
 from evospike.backends.torch.runner import TorchRunner
-from evospike.cli import MAX_SEED, _parser, main
+from evospike.cli.checks import MAX_SEED
+from evospike.cli.main import _parser, main
 from evospike.errors import EvoSpikeError
 from evospike.results import Results
 from tests.conftest import ROOT

@@ -335,7 +335,7 @@ def test_energy_of_trained_checkpoint(tmp_path, capsys):
 
 
 def test_baseline_comparison_names_task_and_input():
-    from evospike.energy_command import baseline_comparison
+    from evospike.cli.energy import baseline_comparison
 
     digits = {"task": "8x8 handwritten digits", "input": "64", "n_classes": 10}
     ok, why = baseline_comparison("resnet18-ecg", digits, 256, 32)

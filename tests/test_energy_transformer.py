@@ -126,7 +126,7 @@ def test_energy_command_on_sst2_checkpoint(sst2_checkpoint, tmp_path, capsys):
     assert report["energy"]["priced_by"]["mac"] == "horowitz45-fp32"
     assert report["energy"]["priced_by"]["ac"] == "loihi2"
     # the same counts from the Python API on the checkpoint's model and test sentences
-    from evospike.energy_command import _load_checkpoint
+    from evospike.cli.energy import _load_checkpoint
 
     cfg, splits, model, n = _load_checkpoint(sst2_checkpoint, 6)
     again = count_text_transformer_ops(model, splits.test.x[:n], seed=0)

@@ -10,6 +10,7 @@ import pytest
 from evospike import (
     LIF,
     AdaptiveLIF,
+    AdEx,
     AllToAll,
     CubaLIF,
     FixedInDegree,
@@ -43,12 +44,17 @@ def _full_network() -> Network:
     izh = net.population("izh", 7, Izhikevich(a=np.full(7, 0.02), b=0.25, c_mV=-60.0, d=2.0,
                                               i_bias=rng.normal(5.0, 1.0, 7)),
                          initial={"u": -15.0, "v": Normal(-65.0, 3.0)})
+    adex = net.population("adex", 5, AdEx(C_pF=[200.0, 130.0, 200.0, 100.0, 281.0],
+                                          a_nS=rng.uniform(-11.0, 4.0, 5), b_pA=30.0,
+                                          tau_refrac_ms=0.5, I_e_pA=160.0),
+                          initial={"w_adapt": Uniform(0.0, 50.0), "v": -60.0})
     poisson = net.poisson_source("poisson", 15, rng.uniform(1.0, 40.0, 15), start_ms=5.0,
                                  stop_ms=80.25)
     times = net.spike_source("times", 6, [5, 0, 3, 3, 1], [4.75, 0.5, 2.0, 9.125, 0.5])
     net.inject_current(lif, 1.5, start_ms=10.0, stop_ms=60.0)
     net.inject_current(cuba, series=rng.normal(0.0, 1.0, (40, 9)), start_ms=2.5, name="noise")
     net.inject_current(izh, rng.uniform(0.0, 3.0, 7), name="izh drive")
+    net.inject_current(adex, 400.0, start_ms=20.0, name="adex step")
     p1 = net.connect(poisson, lif, FixedProbability(0.3, seed=5), weight=Normal(1.0, 0.25),
                      delay_ms=0.5)
     d_ms = rng.integers(1, 12, lif.size * alif.size) * 0.25
@@ -58,7 +64,10 @@ def _full_network() -> Network:
                                         delays_ms=[0.25, 1.0, 0.5, 2.5]), name="times to cuba")
     net.connect(izh, izh, FixedProbability(0.5, seed=8, allow_self_connections=False),
                 weight=0.5, target="v")
-    net.record_spikes(lif, poisson, izh)
+    net.connect(poisson, adex, FixedProbability(0.4, seed=9), weight=Uniform(20.0, 80.0),
+                target="exc")
+    net.record_spikes(lif, poisson, izh, adex)
+    net.record_state(adex, "w_adapt", [1, 3], every_steps=2)
     net.record_state(alif, "theta", [0, 4, 11], every_steps=4)
     net.record_state(cuba, "u")
     net.record_weights(p1, 100)
@@ -131,9 +140,12 @@ def test_round_trip_is_exact(full_network, tmp_path):
     assert back.currents["noise"].series.shape == (40, 9)
     assert back.projections["lif->alif"].delays.dtype == np.int32
     assert len(np.unique(back.projections["lif->alif"].delays)) > 5
-    assert [m.target for m in back.spike_monitors] == ["lif", "poisson", "izh"]
+    assert [m.target for m in back.spike_monitors] == ["lif", "poisson", "izh", "adex"]
     np.testing.assert_array_equal(back.sources["times"].times_ms, [0.5, 0.5, 2.0, 4.75, 9.125])
-    assert back.n_synapses == net.n_synapses and back.n_neurons == 48
+    assert back.n_synapses == net.n_synapses and back.n_neurons == 53
+    adex = back.populations["adex"].model
+    assert adex.kind == "AdEx" and adex.a_nS.shape == (5,) and adex.I_e_pA == 160.0
+    assert back.populations["adex"].initial["w_adapt"] == Uniform(0.0, 50.0)
 
 
 def test_save_load_save_gives_the_same_content(full_network, tmp_path):

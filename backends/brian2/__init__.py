@@ -13,6 +13,7 @@ from evospike.errors import EvoSpikeError, UnsupportedError
 from evospike.ir.network import Network
 
 from .compiler import NODE_BUILDERS, Brian2Config, refusals
+from .independence import INDEPENDENCE
 from .runner import Brian2Runner
 
 NAME = "brian2"
@@ -51,4 +52,5 @@ def compile(network: Network, config: Brian2Config | None = None, **overrides) -
     return Brian2Runner(network, replace(cfg, seeds=tuple(int(s) for s in cfg.seeds)))
 
 
-__all__ = ["compile", "Brian2Config", "Brian2Runner", "NAME", "NODE_BUILDERS", "refusals"]
+__all__ = ["compile", "Brian2Config", "Brian2Runner", "INDEPENDENCE", "NAME", "NODE_BUILDERS",
+           "refusals"]

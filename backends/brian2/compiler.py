@@ -74,6 +74,7 @@ class Built:
     table_names: dict[str, str] = field(default_factory=dict)  # population -> TimedArray name
     processes: dict[str, object] = field(default_factory=dict)  # process name -> group
     trace_vars: dict[str, tuple[str, str]] = field(default_factory=dict)  # monitor -> var, unit
+    clock: object = None  # the step clock, named alike in every trial (see `object_name`)
 
 
 def _unit(b2, name: str):
@@ -96,12 +97,11 @@ def build_population(b2, pop: Population, net: Network, built: Built) -> None:
               if getattr(node, "population", None) == pop.name and type(node) in POPULATION_HOOKS]
     for node in hooked:
         POPULATION_HOOKS[type(node)][0](em, node, net)
-    dt = net.dt_ms * b2.ms
     kwargs = {"method": em.method} if em.method else {}
     if em.refractory:
         kwargs["refractory"] = em.refractory
     group = b2.NeuronGroup(pop.size, em.equations, threshold=em.threshold, reset=em.reset,
-                           dt=dt, name=object_name("pop", net, pop.name), **kwargs)
+                           clock=built.clock, name=object_name("pop", net, pop.name), **kwargs)
     for name, (value, unit) in em.params.items():
         setattr(group, name, np.broadcast_to(np.asarray(value, float), (pop.size,)) *
                 _unit(b2, unit))
@@ -146,7 +146,7 @@ def build_source(b2, src, net: Network, built: Built) -> None:
     else:
         steps, neurons = np.zeros(0, np.int64), np.zeros(0, np.int64)  # set per segment
     group = b2.SpikeGeneratorGroup(src.size, neurons, steps * net.dt_ms * b2.ms,
-                                   dt=net.dt_ms * b2.ms, sorted=False,
+                                   clock=built.clock, sorted=False,
                                    name=object_name("src", net, src.name))
     built.sources[src.name] = group
     built.network.add(group)
@@ -170,7 +170,7 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
         tiers = tiers_of(net, proj.name)  # memory tiers: variables of these synapses
         if tiers is not None:
             model += tiers_model(tiers, in_volts)
-        syn = b2.Synapses(pre, post, model=model, dt=net.dt_ms * b2.ms, namespace=namespace,
+        syn = b2.Synapses(pre, post, model=model, clock=built.clock, namespace=namespace,
                           name=object_name("proj", net, proj.name),
                           on_pre=post_model.channel_code[proj.target] + "\n" + on_pre,
                           on_post=on_post, method="exact")
@@ -178,9 +178,9 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
         constant = "" if scaling else " (constant)"
         syn = b2.Synapses(pre, post, model=f"w : {'volt' if in_volts else '1'}{constant}",
                           name=object_name("proj", net, proj.name),
-                          on_pre=post_model.channel_code[proj.target], dt=net.dt_ms * b2.ms)
+                          on_pre=post_model.channel_code[proj.target], clock=built.clock)
     syn.connect(i=proj.pre_indices(), j=proj.indices.astype(np.int64))
-    syn.w = proj.weights * (1 + 1e-9) * (b2.mV if in_volts else 1)
+    syn.w = proj.weights * (b2.mV if in_volts else 1)
     if rule is not None:
         syn.mod_index = 0
         if rule.modulator is not None:
@@ -294,8 +294,14 @@ def _monitored(net: Network, built: Built, mon) -> tuple[object, str, str]:
     return built.processes[mon.target], mon.variable, ""
 
 
+def _sample_clock(b2, built: Built, every_steps: int, monitor: str) -> object:
+    if every_steps == 1:
+        return built.clock
+    return b2.Clock(every_steps * built.clock.dt, name=f"{monitor}_clock")
+
+
 def build_trial(b2, net: Network, seed: int) -> Built:
-    built = Built(seed, b2.Network())
+    built = Built(seed, b2.Network(), clock=b2.Clock(net.dt_ms * b2.ms, name="evospike_clock"))
     for pop in net.populations.values():
         NODE_BUILDERS[type(pop)](b2, pop, net, built)
     for src in net.sources.values():
@@ -307,21 +313,22 @@ def build_trial(b2, net: Network, seed: int) -> Built:
             NODE_BUILDERS[type(proc)](b2, proc, net, built)
     for proj in net.projections.values():
         NODE_BUILDERS[type(proj)](b2, proj, net, built)
-    dt = net.dt_ms * b2.ms
     for mon in net.spike_monitors:
         group = built.groups.get(mon.target) or built.sources[mon.target]
         built.spike_monitors[mon.target] = b2.SpikeMonitor(group, name=f"{group.name}_spikes")
-    for name, mon in net.state_monitors.items():
+    for k, (name, mon) in enumerate(net.state_monitors.items()):
         group, variable, unit = _monitored(net, built, mon)
         built.trace_vars[name] = (variable, unit)
         built.state_monitors[name] = b2.StateMonitor(
             group, variable, record=mon.neurons.astype(np.int64),
-            name=f"evospike_trace{list(net.state_monitors).index(name)}",
-            dt=mon.every_steps * dt, when="end", order=record_order(net))
-    for name, mon in net.weight_monitors.items():
+            name=f"evospike_trace{k}",
+            clock=_sample_clock(b2, built, mon.every_steps, f"evospike_trace{k}"),
+            when="end", order=record_order(net))
+    for k, (name, mon) in enumerate(net.weight_monitors.items()):
         built.weight_monitors[name] = b2.StateMonitor(
-            built.synapses[mon.projection], "w", record=True, dt=mon.every_steps * dt,
-            name=f"evospike_weights{list(net.weight_monitors).index(name)}",
+            built.synapses[mon.projection], "w", record=True,
+            clock=_sample_clock(b2, built, mon.every_steps, f"evospike_weights{k}"),
+            name=f"evospike_weights{k}",
             when="end", order=record_order(net))
     built.network.add(*built.spike_monitors.values(), *built.state_monitors.values(),
                       *built.weight_monitors.values())

@@ -1,14 +1,22 @@
 """Brian2 objects for the AEG energy budgets (`evospike.ir.energy_budget`): the stores live in
 the population's equations (``energy_pj``, ``population_energy_pj``, ``spent_pj``), the fire
 masks join its threshold (``energy_ok``, and ``global_energy_ok`` for a population under a
-`GlobalEnergyBudget`), and the charging runs at the end of the step as a network operation
-(order 9, after the gates and participation at 8), as in `backends/brian2/gating.py`."""
+`GlobalEnergyBudget`), and the charging runs at the end of the step as a network operation, in
+the IR schedule's order (after the gates and participation), as in `backends/brian2/gating.py`.
+
+The charging is not re-expressed in Brian2: the population store and ``spent_pj`` are sums over
+the population's neurons in every step (and a `GlobalEnergyBudget` a sum over populations), a
+reduction Brian2's per-neuron code cannot take within the step. The network operation calls the
+same array functions as the torch backend (`evospike.kernels.energy`), so for the budgets the
+Brian2 comparison checks the fire masks, the schedule and the costs, not a second copy of the
+charging arithmetic (`INDEPENDENCE`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget, spike_costs_pj
+from evospike.kernels import energy as kernels
 
 from .gating import add_fire_mask, require_runtime, spike_counter, take_counts
 from .schedule import order_of
@@ -40,8 +48,8 @@ def build_energy(b2, node: EnergyBudget, net, built) -> object:
         node.population_recharge_pj_per_ms * net.dt_ms
     recharge = node.recharge_pj_per_ms * net.dt_ms
     group.energy_pj = node.capacity_pj * node.initial_fraction
-    state = {"pool": pool_cap * node.initial_fraction if np.isfinite(pool_cap) else pool_cap,
-             "spent": 0.0}
+    state = {"pool": np.asarray(pool_cap * node.initial_fraction if np.isfinite(pool_cap)
+                                else pool_cap), "spent": np.asarray(0.0)}
     group.population_energy_pj = state["pool"]
     group.spent_pj = 0.0
     group.energy_ok = 1.0
@@ -50,16 +58,16 @@ def build_energy(b2, node: EnergyBudget, net, built) -> object:
     counter = spike_counter(b2, net, built, node.population)
 
     def update():
-        spent = take_counts(counter) * cost
-        total = float(spent.sum())
-        energy = np.minimum(np.array(group.energy_pj[:]) - spent + recharge, node.capacity_pj)
-        if node.population_capacity_pj is not None:
-            state["pool"] = min(state["pool"] - total + pool_recharge, pool_cap)
-        state["spent"] += total
-        group.energy_pj[:] = energy
-        group.population_energy_pj[:] = state["pool"]
-        group.spent_pj[:] = state["spent"]
-        group.energy_ok[:] = ((energy >= cost) & (state["pool"] >= cost)).astype(np.float64)
+        out = kernels.budget_step(
+            np.array(group.energy_pj[:]), state["pool"], state["spent"],
+            take_counts(counter) * cost, cost, recharge=recharge, capacity=node.capacity_pj,
+            pool_recharge=pool_recharge,
+            pool_capacity=None if node.population_capacity_pj is None else pool_cap)
+        state["pool"], state["spent"] = out.pool, out.spent
+        group.energy_pj[:] = out.energy
+        group.population_energy_pj[:] = out.pool
+        group.spent_pj[:] = out.spent
+        group.energy_ok[:] = out.allowed.astype(np.float64)
 
     built.network.add(b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
                                           order=order_of(net, node.name)))
@@ -83,11 +91,13 @@ def build_global_energy(b2, node: GlobalEnergyBudget, net, built) -> object:
         total = 0.0
         for _, cost, counter in members:
             total = total + float((take_counts(counter) * cost).sum())
-        energy = min(float(group.energy_pj[0]) - total + recharge, node.capacity_pj)
+        energy, spent = kernels.global_step(
+            np.asarray(float(group.energy_pj[0])), np.asarray(float(group.spent_pj[0])),
+            np.asarray(total), recharge=recharge, capacity=node.capacity_pj)
         group.energy_pj[0] = energy
-        group.spent_pj[0] = float(group.spent_pj[0]) + total
+        group.spent_pj[0] = spent
         for pop_group, cost, _ in members:
-            pop_group.global_energy_ok[:] = (energy >= cost).astype(np.float64)
+            pop_group.global_energy_ok[:] = kernels.global_mask(energy, cost).astype(np.float64)
 
     built.network.add(group, b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
                                                  order=order_of(net, node.name)))

@@ -151,9 +151,9 @@ def emit_adex(model: AdEx) -> EmittedModel:
     eqs += [f"{name} : {'second' if unit == 'ms' else 'volt' if unit == 'mV' else '1'}"
             " (constant)" for name, (_, unit) in params.items()]
     v_gate = " * int(not_refractory_post)" if refractory else ""
+    units = {"v": "mV", "w_adapt": "mV", "i_exc": "mV", "i_inh": "mV"}
     return EmittedModel("\n".join(eqs), "v >= v_peak", "v = v_reset\nw_adapt = w_adapt + b",
-                        "euler", params, {"v": "mV", "w_adapt": "mV", "i_exc": "mV", "i_inh": "mV"},
-                        refractory,
+                        "euler", params, units, refractory,
                         step_code="i_exc = i_exc * decay_exc\ni_inh = i_inh * decay_inh",
                         channel_code={"exc": "i_exc_post += w", "inh": "i_inh_post += w",
                                       "v": f"v_post += w{v_gate}"})

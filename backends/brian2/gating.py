@@ -16,13 +16,18 @@ ODE's right-hand side by the mask would not be, because Brian2's exact integrato
 system symbolically once, with the mask inside its exponentials.
 
 The end-of-step dynamics (context rates, gate relaxation, pattern recall, the keyed participation
-draws) involve matrix products and reductions that Brian2's per-neuron code cannot express, so
-they run as a `network_operation` at the end of the step (participation at order 8, the gate at
-9 after an apoptosis evaluation whose survival factor it reads; all after the modulators at 6
-and metaplasticity at 7, before the monitors at 10), in NumPy on the Brian2 variables. The
-spikes of a step reach it through a counting group (``cnt += 1`` in ``on_pre``, like the
-modulators' spike counts). Network operations run in Brian2's runtime mode (numpy, cython);
-C++ standalone is refused by name before the run.
+draws) involve matrix products and reductions (the context drive ``W_c c``, the argmax over the
+memory keys, the activation ratio) and our own keyed random stream, which Brian2's per-neuron
+code cannot express. They run as a `network_operation` at the end of the step that calls the
+same array functions as the torch backend (`evospike.kernels.gating`), on NumPy arrays: for
+these two processes the Brian2 comparison checks the masks, the schedule and the neuron
+dynamics around them, not an independent rewrite of their math (`INDEPENDENCE`). The
+operation runs in the IR schedule's order (`evospike.ir.schedule`: after the modulators and
+metaplasticity, the gate after an apoptosis evaluation whose survival factor it reads, before
+the monitors), in NumPy on the Brian2 variables. The spikes of a step reach it through a
+counting group (``cnt += 1`` in ``on_pre``, like the modulators' spike counts). Network
+operations run in Brian2's runtime mode (numpy, cython); C++ standalone is refused by name
+before the run.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from evospike.ir.gating import (
     NeuromodulatedParticipation,
     participation_uniforms,
 )
+from evospike.kernels import gating as kernels
 
 from .schedule import order_of
 
@@ -136,31 +142,22 @@ def build_gate(b2, node: EpigeneticGate, net, built) -> object:
                  getattr(other, "population", None) == node.population and
                  "survival" in getattr(other, "state_names", ())]
     state = {"context": np.zeros(net.size_of(node.source))}
-    rate_scale = 1000.0 / net.dt_ms
 
     def update():
-        ctx = state["context"] * a + (1.0 - a) * rate_scale * take_counts(counter)
-        state["context"] = ctx
-        drive = ctx @ w_t + p["bias"]
-        if modulator is not None:
-            drive = drive + float(modulator.level[0]) * p["w_history"]
-        target = 1.0 / (1.0 + np.exp(-drive))
-        decay = np.full_like(target, d)
-        if keys is not None:
-            norm = np.linalg.norm(ctx)
-            cosine = (ctx @ keys.T) / max(norm, 1e-300)
-            k = int(np.argmax(cosine))
-            if cosine[k] >= node.recall_similarity and norm > 0:
-                target = node.memory_patterns[k]
-                decay = np.full_like(target, d_recall)
-        gate = np.array(group.gate[:]) * decay + (1.0 - decay) * target
-        level = gate
+        history = None if modulator is None else np.asarray(float(modulator.level[0]))
+        gate, state["context"] = kernels.update_gate(
+            np.array(group.gate[:]), state["context"], take_counts(counter), w_context_t=w_t,
+            bias=p["bias"], context_decay=a, gate_decay=d, rate_scale=1000.0 / net.dt_ms,
+            history=history, w_history=p["w_history"], keys=keys,
+            patterns=node.memory_patterns, recall_similarity=node.recall_similarity,
+            recall_decay=d_recall)
+        survival = None
         if apoptosis:
-            level = gate * np.array(built.processes[apoptosis[0]].survival[:])
-        is_open = (level > node.theta_act).astype(np.float64)
+            survival = np.array(built.processes[apoptosis[0]].survival[:])
+        is_open = kernels.open_mask(gate, node.theta_act, survival)
         group.gate[:] = gate
-        group.open[:] = is_open
-        group.activation_ratio[:] = is_open.mean()
+        group.open[:] = is_open.astype(np.float64)
+        group.activation_ratio[:] = kernels.activation_ratio(is_open, gate)
 
     op = b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
                              order=order_of(net, node.name),
@@ -196,9 +193,11 @@ def build_participation(b2, node: NeuromodulatedParticipation, net, built) -> ob
         if block not in cache:
             cache.clear()
             cache[block] = participation_uniforms(node, built.seed, size, block)
-        fraction = float(node.fraction(float(modulator.level[0])))
+        fraction = kernels.participation_fraction(
+            np.asarray(float(modulator.level[0])), node.base_fraction, node.gain,
+            node.min_fraction, node.max_fraction)
         u = cache[block][upcoming % PARTICIPATION_BLOCK_STEPS]
-        group.participating[:] = (u < fraction).astype(np.float64)
+        group.participating[:] = kernels.participating(u, fraction).astype(np.float64)
         group.fraction[:] = fraction
 
     op = b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",

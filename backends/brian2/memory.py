@@ -1,12 +1,14 @@
 """Brian2 form of `MemoryTiers` (`evospike.ir.memory`): the tiers are variables of the plastic
 projection's own Synapses (``w_short``, ``w_mid``, ``w_long``, ``importance_t``, ``access_t``,
 ``w_prev``; in volt where the weight is), updated by a ``run_regularly`` at the end of every
-step (order 8, after the modulators (6) and metaplasticity (7), before the monitors (10)) and a
-consolidation ``run_regularly`` every ``every_steps`` steps (order 9). Capacity limits need a
-ranking over synapses, which Brian2's per-synapse code cannot express: a ``network_operation``
-(runtime mode only) does it right after the consolidation, in the same slot (objects of one
-slot and order run in the order of their names). In C++ standalone mode tiers with a capacity
-below 1 are refused by name.
+step and a consolidation ``run_regularly`` every ``every_steps`` steps, in the IR schedule's
+order (after the modulators and metaplasticity, before the monitors). The decay, the clip and
+the consolidation moves are written here in Brian2's own code from the IR's equations
+(`evospike.ir.memory`), independently of the torch backend. Capacity limits need a ranking over
+synapses, which Brian2's per-synapse code cannot express: a ``network_operation`` (runtime mode
+only) does it right after the consolidation, with the same array function as the torch backend
+(`evospike.kernels.memory.evict`), so that one sub-step is shared code (`INDEPENDENCE`). In C++
+standalone mode tiers with a capacity below 1 are refused by name.
 
 `backends/brian2/compiler.py` calls `tiers_of`, `tiers_model` and `tiers_objects` from
 ``build_projection`` (three clearly marked lines) and `monitored_variable` from ``_monitored``.
@@ -18,6 +20,7 @@ import numpy as np
 
 from evospike.errors import UnsupportedError
 from evospike.ir.memory import MemoryTiers
+from evospike.kernels import memory as kernels
 
 from .schedule import order_of
 
@@ -79,21 +82,6 @@ def _consolidation_code(t: MemoryTiers, in_volts: bool) -> str:
     ])
 
 
-def _evict(source: np.ndarray, target: np.ndarray, capacity: int) -> None:
-    """Keep the ``capacity`` largest ``|source|`` (ties: the lower index); the other nonzero
-    entries go to ``target`` (in place)."""
-    occupied = source != 0
-    if occupied.sum() <= capacity:
-        return
-    key = np.where(occupied, np.abs(source), -1.0)
-    order = np.argsort(-key, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    evict = occupied & (rank >= capacity)
-    target += np.where(evict, source, 0.0)
-    source[evict] = 0.0
-
-
 def tiers_objects(b2, syn, tiers: MemoryTiers, rule, net, built, in_volts: bool) -> list:
     """Initial values, the link to the relevance modulator, and the objects that run the
     tiers."""
@@ -128,8 +116,8 @@ def tiers_objects(b2, syn, tiers: MemoryTiers, rule, net, built, in_volts: bool)
         def capacity() -> None:
             long, mid, short = (np.array(syn.variables[v].get_value(), dtype=np.float64)
                                 for v in ("w_long", "w_mid", "w_short"))
-            _evict(long, mid, caps["long"])
-            _evict(mid, short, caps["mid"])
+            long, mid = kernels.evict(long, mid, caps["long"])
+            mid, short = kernels.evict(mid, short, caps["mid"])
             for name, value in (("w_long", long), ("w_mid", mid), ("w_short", short)):
                 syn.variables[name].set_value(value)
 

@@ -165,7 +165,7 @@ class Brian2Runner:
         b2, net = self.b2, self.net
         before = self._trial_step(built)
         built.network.run(n_steps * net.dt_ms * b2.ms, namespace=namespace or None,
-                          report=report)
+                          report=report, report_period=1 * b2.second)
         # a stop requested during the last step ends the run at its full length, but the flag
         # is still set; the next trial's run would clear it and carry on
         if self._trial_step(built) < before + n_steps or b2.Network._globally_stopped:
@@ -174,7 +174,7 @@ class Brian2Runner:
     def _trial_step(self, built: Built) -> int:
         """Steps that trial has completed. After a stop inside a step, Brian2's network time
         is still that step's start, so the step in progress is not counted."""
-        return int(round(float(built.network.t_) / (self.net.dt_ms * 1e-3)))
+        return int(round(float(built.network.t / self.b2.second) / (self.net.dt_ms * 1e-3)))
 
     def _keep_after_interrupt(self, end: int, running: int | None, hard: bool) -> None:
         """Brian2 runs the trials one after another, and a Results has one step count for
@@ -185,10 +185,13 @@ class Brian2Runner:
         # trials run in order, so the furthest ones are a prefix of the list
         n_kept = sum(1 for r in reached if r == furthest)
         seeds = self.cfg.seeds
+        if furthest == end and n_kept == len(seeds):
+            self.step = end  # the stop came in the very last step: nothing is missing
+            return
         where = ("" if running is None else
                  f"in trial {running} (seed {seeds[running]}) at step {reached[running]}; ")
-        self.note = (f"interrupted {where}requested {end} steps; kept trial(s) 0-{n_kept - 1} "
-                     f"(seeds {list(seeds[:n_kept])}) at {furthest} steps"
+        self.note = (f"interrupted {where}requested {end} steps; kept the first {n_kept} "
+                     f"trial(s) (seeds {list(seeds[:n_kept])}) at {furthest} steps"
                      + (f", dropped the {len(seeds) - n_kept} that ran fewer steps"
                         if n_kept < len(seeds) else ""))
         if hard and running is not None and running < n_kept:
@@ -260,6 +263,7 @@ class Brian2Runner:
             **({"standalone_run_time_s": self.standalone_run_time_s}
                if self.standalone_run_time_s is not None else {}),
             "complete": self.complete, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **({"interrupted": self.note} if self.note else {}),
             "versions": {"evospike": evospike.__version__, "brian2": b2.__version__,
                          "numpy": np.__version__, "python": platform.python_version()},
         }
@@ -269,8 +273,10 @@ class Brian2Runner:
             for k, built in enumerate(self.trials):
                 sm = built.spike_monitors[mon.target]
                 s = np.round(np.asarray(sm.t / b2.ms) / dt).astype(np.int64)
+                done = s < self.step  # a run stopped inside a step recorded part of it
+                s = s[done]
                 steps.append(s)
-                neurons.append(np.asarray(sm.i, dtype=np.int64))
+                neurons.append(np.asarray(sm.i, dtype=np.int64)[done])
                 trials.append(np.full(s.size, k, dtype=np.int64))
             step, neuron, trial = (np.concatenate(a) for a in (steps, neurons, trials))
             order = np.lexsort((neuron, step, trial))
@@ -284,8 +290,10 @@ class Brian2Runner:
                 variable, unit = built.trace_vars[name]
                 raw = np.asarray(getattr(sm, variable + "_") if unit else getattr(sm, variable))
                 scale = 1e3 if unit == "mV" else 1.0  # volt -> mV
-                values.append((raw * scale).T)
                 steps = np.round(np.asarray(sm.t / b2.ms) / dt).astype(np.int64)
+                done = steps < self.step
+                steps = steps[done]
+                values.append((raw * scale).T[done])
             res.traces[name] = TraceData(mon.target, mon.variable, steps, mon.neurons,
                                          np.stack(values))
         for name, mon in net.weight_monitors.items():
@@ -294,8 +302,10 @@ class Brian2Runner:
                 wm = built.weight_monitors[name]
                 unit = built.emitted[net.projections[mon.projection].post].state_units.get("v")
                 raw = np.asarray(wm.w_ if unit == "mV" else wm.w)
-                values.append((raw * (1e3 if unit == "mV" else 1.0)).T)
                 steps = np.round(np.asarray(wm.t / b2.ms) / dt).astype(np.int64)
+                done = steps < self.step
+                steps = steps[done]
+                values.append((raw * (1e3 if unit == "mV" else 1.0)).T[done])
             res.weights[name] = WeightData(mon.projection, steps, np.stack(values))
         if net.processes:  # energy budgets: the run's energy estimate on their profiles
             from evospike.ir.energy_budget import energy_meta

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from evospike.ir.apoptosis import Apoptosis
+from evospike.kernels import apoptosis as kernels
 from evospike.realize import initial_state
 
 from . import structure
@@ -47,7 +48,6 @@ class TApoptosis(TorchProcess):
     evaluation: int = 0
     log: list = field(default_factory=list)  # (step, deaths, births) per evaluation, all trials
 
-
     def state(self, variable: str) -> torch.Tensor:
         if variable == "alive":
             return self.alive.to(self.survival.dtype)
@@ -64,28 +64,10 @@ class TApoptosis(TorchProcess):
         dt_ms = cn.network.dt_ms
         rate = self.counts / (node.every_steps * dt_ms * 1e-3)
         self.counts.zero_()
-        self.history = torch.cat([self.history[..., 1:], rate.unsqueeze(-1)], dim=-1)
-        self.filled = (self.filled + 1).clamp_(max=node.window)
-        window = node.window
-        used = torch.arange(window, device=rate.device) >= (window - self.filled).unsqueeze(-1)
-        n_used = self.filled.clamp(min=1).to(rate.dtype)
-        mean = (self.history * used).sum(-1) / n_used
-        var = (((self.history - mean.unsqueeze(-1)) * used) ** 2).sum(-1) / n_used
-        var = torch.where(self.filled >= 2, var, torch.zeros_like(var))
-        health = torch.sigmoid(var / node.variance_scale_hz2 - node.tau)
-        pathological = torch.zeros_like(self.alive)
-        if node.silent_ms is not None:
-            pathological |= (step - self.last_spike) * dt_ms > node.silent_ms
-        if node.ceiling_hz is not None:
-            pathological |= rate > node.ceiling_hz
-        health = torch.where(pathological, torch.ones_like(health), health)
-        survival = torch.where(health <= node.tau_a, torch.ones_like(health),
-                               torch.exp(-node.lambda_a * (health - node.tau_a)))
-        self.low = torch.where(survival < node.floor, self.low + 1, torch.zeros_like(self.low))
-        die = self.alive & (self.low >= node.patience)
-        self.alive &= ~die
-        self.health = torch.where(self.alive, health, torch.ones_like(health))
-        self.survival = torch.where(self.alive, survival, torch.zeros_like(survival))
+        ev = kernels.evaluate(node, self.history, self.filled, self.low, self.alive, rate,
+                              (step - self.last_spike).to(rate.dtype) * dt_ms)
+        self.history, self.filled, self.low = ev.history, ev.filled, ev.low
+        self.health, self.survival, self.alive, die = ev.health, ev.survival, ev.alive, ev.died
         self.deaths.add_(die.to(self.deaths.dtype))
         self.died_at.masked_fill_(die, self.evaluation)
         n_died = int(die.sum())

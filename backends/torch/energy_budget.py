@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget, spike_costs_pj
+from evospike.kernels import energy as kernels
 
 from .processes import TorchProcess, set_masks
 
@@ -24,7 +25,6 @@ class TEnergyBudget(TorchProcess):
     recharge_step: float  # pJ per step, per neuron
     pool_recharge_step: float
     pool_capacity: float
-
 
     def state(self, variable: str) -> torch.Tensor:
         if variable == "energy_pj":
@@ -46,14 +46,13 @@ class TEnergyBudget(TorchProcess):
     def update(self, cn, step: int, fired: dict[str, torch.Tensor],
                rewards: dict[str, float]) -> None:
         b = self.node
-        spent = self.charged(fired)
-        total = spent.sum(dim=1)
-        self.energy.sub_(spent).add_(self.recharge_step).clamp_(max=b.capacity_pj)
-        if b.population_capacity_pj is not None:
-            self.pool.sub_(total).add_(self.pool_recharge_step).clamp_(max=self.pool_capacity)
-        self.spent.add_(total)
-        allowed = (self.energy >= self.cost) & (self.pool.unsqueeze(1) >= self.cost)
-        set_masks(cn.populations[b.population], b.name, fire=allowed)
+        out = kernels.budget_step(
+            self.energy, self.pool, self.spent, self.charged(fired), self.cost,
+            recharge=self.recharge_step, capacity=b.capacity_pj,
+            pool_recharge=self.pool_recharge_step,
+            pool_capacity=None if b.population_capacity_pj is None else self.pool_capacity)
+        self.energy, self.pool, self.spent = out.energy, out.pool, out.spent
+        set_masks(cn.populations[b.population], b.name, fire=out.allowed)
 
 
 def compile_energy_budget(node: EnergyBudget, net, trials: int, dtype, device) -> TEnergyBudget:
@@ -82,7 +81,6 @@ class TGlobalEnergyBudget(TorchProcess):
     spent: torch.Tensor  # (trials,)
     recharge_step: float
 
-
     def state(self, variable: str) -> torch.Tensor:
         return {"energy_pj": self.energy, "spent_pj": self.spent}[variable].unsqueeze(1)
 
@@ -91,12 +89,12 @@ class TGlobalEnergyBudget(TorchProcess):
         total = torch.zeros_like(self.energy)
         for budget, _ in self.members:
             total = total + cn.processes[budget].charged(fired).sum(dim=1)
-        self.energy.sub_(total).add_(self.recharge_step).clamp_(max=self.node.capacity_pj)
-        self.spent.add_(total)
+        self.energy, self.spent = kernels.global_step(
+            self.energy, self.spent, total, recharge=self.recharge_step,
+            capacity=self.node.capacity_pj)
         for budget, population in self.members:
-            cost = cn.processes[budget].cost
             set_masks(cn.populations[population], self.node.name,
-                      fire=self.energy.unsqueeze(1) >= cost)
+                      fire=kernels.global_mask(self.energy, cn.processes[budget].cost))
 
 
 def compile_global_energy_budget(node: GlobalEnergyBudget, net, trials: int, dtype,

@@ -16,6 +16,7 @@ from evospike.ir.gating import (
     NeuromodulatedParticipation,
     participation_uniforms,
 )
+from evospike.kernels import gating as kernels
 
 from .processes import TorchProcess, set_masks
 
@@ -51,15 +52,14 @@ class TEpigeneticGate(TorchProcess):
     keys: torch.Tensor | None = None  # (K, n_source), unit rows
     patterns: torch.Tensor | None = None  # (K, n_target)
 
-
     def state(self, variable: str) -> torch.Tensor:
         if variable == "gate":
             return self.gate
         if variable == "open":
             return self.open.to(self.gate.dtype)
         if variable == "activation_ratio":
-            ratio = self.open.to(self.gate.dtype).mean(dim=1, keepdim=True)
-            return ratio.expand_as(self.gate)
+            ratio = kernels.activation_ratio(self.open, self.gate)
+            return ratio.unsqueeze(1).expand_as(self.gate)
         raise KeyError(variable)
 
     def update(self, cn, step: int, fired: dict[str, torch.Tensor],
@@ -67,28 +67,18 @@ class TEpigeneticGate(TorchProcess):
         g = self.node
         trials, n_src = self.context_hz.shape
         spk = _spiked(fired[g.source], trials, n_src, self.gate.dtype, self.gate.device)
-        rate_scale = 1000.0 / cn.network.dt_ms
-        a = self.context_decay
-        self.context_hz.mul_(a).add_((1.0 - a) * rate_scale * spk)
-        drive = self.context_hz @ self.w_context_t + self.bias
-        if g.modulator is not None:
-            drive = drive + cn.processes[g.modulator].level.unsqueeze(1) * self.w_history
-        target = torch.sigmoid(drive)
-        decay = torch.full_like(target, self.gate_decay)
-        if self.keys is not None:
-            norm = self.context_hz.norm(dim=1, keepdim=True)
-            cosine = (self.context_hz @ self.keys.T) / norm.clamp_min(1e-300)
-            best, which = cosine.max(dim=1)
-            recall = (best >= g.recall_similarity) & (norm.squeeze(1) > 0)
-            target = torch.where(recall.unsqueeze(1), self.patterns[which], target)
-            decay = torch.where(recall.unsqueeze(1), self.recall_decay, decay)
-        self.gate.mul_(decay).add_((1.0 - decay) * target)
+        history = None if g.modulator is None else cn.processes[g.modulator].level
+        self.gate, self.context_hz = kernels.update_gate(
+            self.gate, self.context_hz, spk, w_context_t=self.w_context_t, bias=self.bias,
+            context_decay=self.context_decay, gate_decay=self.gate_decay,
+            rate_scale=1000.0 / cn.network.dt_ms, history=history, w_history=self.w_history,
+            keys=self.keys, patterns=self.patterns, recall_similarity=g.recall_similarity,
+            recall_decay=self.recall_decay)
         self._set_open(cn)
 
     def _set_open(self, cn) -> None:
-        factor = survival_of(cn, self.node.population)
-        level = self.gate if factor is None else self.gate * factor
-        self.open = level > self.node.theta_act
+        self.open = kernels.open_mask(self.gate, self.node.theta_act,
+                                      survival_of(cn, self.node.population))
         set_masks(cn.populations[self.node.population], self.node.name, integrate=self.open)
 
 
@@ -123,7 +113,6 @@ class TParticipation(TorchProcess):
     block: int = -1
     uniforms: torch.Tensor | None = None  # (trials, B, n): the draws of block ``block``
 
-
     def state(self, variable: str) -> torch.Tensor:
         if variable == "participating":
             return self.participating.to(self.fraction.dtype)
@@ -144,10 +133,11 @@ class TParticipation(TorchProcess):
 
     def choose(self, cn, level: torch.Tensor, next_step: int) -> None:
         p = self.node
-        self.fraction = (p.base_fraction + p.gain * level).clamp(p.min_fraction, p.max_fraction)
+        self.fraction = kernels.participation_fraction(level, p.base_fraction, p.gain,
+                                                       p.min_fraction, p.max_fraction)
         # the draws are float64 on every backend: compare in float64
-        self.participating = self.draws(next_step) < \
-            self.fraction.to(torch.float64).unsqueeze(1)
+        self.participating = kernels.participating(self.draws(next_step),
+                                                   self.fraction.to(torch.float64))
         set_masks(cn.populations[p.population], p.name, integrate=self.participating)
 
     def update(self, cn, step: int, fired: dict[str, torch.Tensor],

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from evospike.ir.memory import MemoryTiers
+from evospike.kernels import memory as kernels
 
 from .processes import TorchProcess
 
@@ -42,7 +43,6 @@ class TMemoryTiers(TorchProcess):
     w_min: float
     w_max: float
 
-
     def state(self, variable: str) -> torch.Tensor:
         return {"short": self.short, "mid": self.mid, "long": self.long,
                 "importance": self.importance, "access": self.access}[variable]
@@ -51,19 +51,12 @@ class TMemoryTiers(TorchProcess):
         node = self.node
         proj = cn.projections[self.projection]
         w = proj.weights  # (trials, synapses): plastic projections keep one vector per trial
-        dw = w - self.prev
-        if node.importance == "dw":
-            source = dw.abs()
-        else:
-            source = proj.plastic.eligibility.abs()
-        self.importance.mul_(self.decay_importance).add_(source)
-        self.short.add_(dw).mul_(self.decay_short)
-        self.mid.mul_(self.decay_mid)
-        if self.decay_long != 1.0:
-            self.long.mul_(self.decay_long)
-        total = self.short + self.mid + self.long
-        clipped = total.clamp(self.w_min, self.w_max)
-        self.short.add_(clipped - total)  # short absorbs the clip: w == short + mid + long
+        source = None if node.importance == "dw" else proj.plastic.eligibility
+        tiers, clipped = kernels.step(
+            self._tiers(), w, self.prev, source, decay_short=self.decay_short,
+            decay_mid=self.decay_mid, decay_long=self.decay_long,
+            decay_importance=self.decay_importance, w_min=self.w_min, w_max=self.w_max)
+        self._set(tiers)
         w.copy_(clipped)
         self.prev.copy_(clipped)
         if step % node.every_steps == 0:
@@ -74,22 +67,19 @@ class TMemoryTiers(TorchProcess):
         threshold, mid -> long after enough reactivations, then the capacity limits. Moves
         weight between tiers without changing their sum."""
         node = self.node
-        score = self.importance * level.unsqueeze(1)
-        candidate = score > node.threshold
-        moved = torch.where(candidate, self.short * node.short_to_mid,
-                            torch.zeros_like(self.short))
-        self.mid.add_(moved)
-        self.short.sub_(moved)
-        self.access.add_(candidate.to(self.access.dtype))
-        self.importance.masked_fill_(candidate, 0.0)
-        up = self.access >= node.reactivations_to_long
-        moved = torch.where(up, self.mid * node.mid_to_long, torch.zeros_like(self.mid))
-        self.long.add_(moved)
-        self.mid.sub_(moved)
-        self.access.masked_fill_(up, 0.0)
+        tiers = kernels.consolidate(
+            self._tiers(), level, threshold=node.threshold, short_to_mid=node.short_to_mid,
+            reactivations_to_long=node.reactivations_to_long, mid_to_long=node.mid_to_long)
         n = self.short.shape[1]
-        _evict(self.long, self.mid, node.capacity("long", n))
-        _evict(self.mid, self.short, node.capacity("mid", n))
+        long, mid = kernels.evict(tiers.long, tiers.mid, node.capacity("long", n))
+        mid, short = kernels.evict(mid, tiers.short, node.capacity("mid", n))
+        self._set(tiers._replace(short=short, mid=mid, long=long))
+
+    def _tiers(self) -> kernels.Tiers:
+        return kernels.Tiers(self.short, self.mid, self.long, self.importance, self.access)
+
+    def _set(self, tiers: kernels.Tiers) -> None:
+        self.short, self.mid, self.long, self.importance, self.access = tiers
 
     def synapses_changed(self, cn, change) -> None:
         """Re-index the per-synapse state after ``change`` (a `structure.StructureChange`) on
@@ -114,24 +104,6 @@ class TMemoryTiers(TorchProcess):
             tier = getattr(self, self.node.initial_tier)
             tier[:, ids] = w[:, ids]
             self.prev[:, ids] = w[:, ids]
-
-
-def _evict(source: torch.Tensor, target: torch.Tensor, capacity: int) -> None:
-    """Per trial, keep the ``capacity`` largest ``|source|`` (ties: the lower synapse index) and
-    hand the rest of the nonzero entries to ``target``."""
-    if capacity >= source.shape[1]:
-        return
-    occupied = source != 0
-    if not bool((occupied.sum(dim=1) > capacity).any()):
-        return
-    key = torch.where(occupied, source.abs(), torch.full_like(source, -1.0))
-    order = torch.sort(key, dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(source.shape[1], device=source.device)
-                  .unsqueeze(0).expand_as(order))
-    evict = occupied & (rank >= capacity)
-    target.add_(torch.where(evict, source, torch.zeros_like(source)))
-    source.masked_fill_(evict, 0.0)
 
 
 def compile_memory_tiers(node: MemoryTiers, net, trials: int, dtype, device) -> TMemoryTiers:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evospike.errors import ValidationError
+from evospike.errors import ValidationError, real_number
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,11 @@ class Uniform:
     high: float
 
     def __post_init__(self) -> None:
+        label = f"{self.low}..{self.high}"
+        object.__setattr__(self, "low", real_number("Uniform", label, "low", self.low))
+        object.__setattr__(self, "high", real_number("Uniform", label, "high", self.high))
+        if not np.isfinite(self.low):
+            raise ValidationError("Uniform", label, "low", "must be finite", self.low)
         if not (np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low):
             raise ValidationError("Uniform", f"{self.low}..{self.high}", "high", "must exceed low",
                                   self.high)
@@ -34,6 +39,11 @@ class Normal:
     std: float
 
     def __post_init__(self) -> None:
+        label = f"{self.mean}+-{self.std}"
+        object.__setattr__(self, "mean", real_number("Normal", label, "mean", self.mean))
+        object.__setattr__(self, "std", real_number("Normal", label, "std", self.std))
+        if not np.isfinite(self.mean):
+            raise ValidationError("Normal", label, "mean", "must be finite", self.mean)
         if not (np.isfinite(self.mean) and np.isfinite(self.std) and self.std >= 0):
             raise ValidationError("Normal", f"{self.mean}+-{self.std}", "std",
                                   "must be finite and >= 0", self.std)

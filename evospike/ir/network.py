@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evospike.connectors import Connector, FromArrays
-from evospike.errors import ValidationError
+from evospike.errors import ValidationError, real_array
 from evospike.ir.apoptosis import Apoptosis
 from evospike.ir.distributions import Normal, Uniform
 from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget
@@ -73,7 +73,11 @@ class Network:
     processes: dict[str, Modulator | Homeostasis | Metaplasticity] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dt_ms, (int, float)) or not np.isfinite(self.dt_ms) or \
+        if not isinstance(self.name, str) or not self.name:
+            raise ValidationError("Network", str(self.name), "name", "must be a non-empty string",
+                                  self.name)
+        if isinstance(self.dt_ms, bool) or not isinstance(self.dt_ms, (int, float)) or \
+                not np.isfinite(self.dt_ms) or \
                 not (1e-4 <= self.dt_ms <= 100.0):
             raise ValidationError("Network", self.name, "dt_ms", "must lie in [0.0001, 100] ms",
                                   self.dt_ms)
@@ -240,6 +244,9 @@ class Network:
         if target not in CHANNELS:
             raise ValidationError("Projection", proj_name, "target",
                                   f"must be one of {CHANNELS}", target)
+        if not isinstance(connector, Connector):
+            raise ValidationError("Projection", proj_name, "connector",
+                                  "must be a connector such as FixedProbability(0.1)", connector)
         n_pre, n_post = self.size_of(pre_name), self.size_of(post_name)
         # before drawing a synapse: a connector asked for 10^11 synapses would otherwise grow
         # for minutes until the machine runs out of memory
@@ -263,7 +270,7 @@ class Network:
         if delay_ms is None:
             delays = np.ones(nnz, dtype=np.int32)
         else:
-            d = np.asarray(delay_ms, dtype=np.float64)
+            d = real_array("Projection", proj_name, "delay_ms", delay_ms)
             if d.ndim == 0:
                 delays = np.full(nnz, steps_of(float(d), self.dt_ms, "Projection", proj_name,
                                                "delay_ms"), dtype=np.int32)
@@ -288,7 +295,7 @@ class Network:
                         rng: np.random.Generator) -> np.ndarray:
         if isinstance(value, (Uniform, Normal)):
             return value.draw(rng, nnz)
-        arr = np.asarray(value, dtype=np.float64)
+        arr = real_array("Projection", proj, field_name, value)
         if arr.ndim == 0:
             return np.full(nnz, float(arr))
         if arr.shape != (nnz,):

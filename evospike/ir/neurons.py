@@ -394,9 +394,9 @@ class AdEx(NeuronModel):
     tau_syn_inh_ms: Param = 5.0
     I_e_pA: Param = 0.0
 
-    def default_initial(self) -> dict[str, float]:
-        return {"v": float(np.ravel(self.E_L_mV)[0]), "w_adapt": 0.0, "i_exc": 0.0,
-                "i_inh": 0.0}
+    def default_initial(self) -> dict[str, Param]:
+        # each neuron at its own rest (E_L may be per neuron), with no adaptation current
+        return {"v": self.E_L_mV, "w_adapt": 0.0, "i_exc": 0.0, "i_inh": 0.0}
 
     def _validate_relations(self, population: str | None) -> None:
         _check_thresh_above_reset(self, population, "V_peak_mV", "V_reset_mV")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evospike.errors import ValidationError, first_bad
+from evospike.errors import ValidationError, first_bad, real_array, real_number
 from evospike.ir.distributions import Normal, Uniform
 from evospike.ir.neurons import NeuronModel
 
@@ -60,7 +60,7 @@ class Population:
             if isinstance(value, (Uniform, Normal)):
                 clean[state] = value
                 continue
-            arr = np.asarray(value, dtype=np.float64)
+            arr = real_array("Population", self.name, f"initial['{state}']", value)
             if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != self.size):
                 raise ValidationError("Population", self.name, f"initial['{state}']",
                                       f"must be a scalar or have {self.size} values", arr.shape)
@@ -86,7 +86,7 @@ class PoissonSource:
     def __post_init__(self) -> None:
         _check_name("PoissonSource", self.name)
         self.size = _check_size("PoissonSource", self.name, self.size)
-        rate = np.asarray(self.rate_hz, dtype=np.float64)
+        rate = real_array("PoissonSource", self.name, "rate_hz", self.rate_hz)
         if rate.ndim > 1 or (rate.ndim == 1 and rate.shape[0] != self.size):
             raise ValidationError("PoissonSource", self.name, "rate_hz",
                                   f"must be a scalar or have {self.size} values", rate.shape)
@@ -99,9 +99,12 @@ class PoissonSource:
                                   "is above 10 kHz, which no neuron sustains",
                                   first_bad(rate, rate > 10_000))
         self.rate_hz = float(rate) if rate.ndim == 0 else rate
+        self.start_ms = real_number("PoissonSource", self.name, "start_ms", self.start_ms)
         if not np.isfinite(self.start_ms) or self.start_ms < 0:
             raise ValidationError("PoissonSource", self.name, "start_ms", "must be >= 0",
                                   self.start_ms)
+        if self.stop_ms is not None:
+            self.stop_ms = real_number("PoissonSource", self.name, "stop_ms", self.stop_ms)
         if self.stop_ms is not None and not self.stop_ms > self.start_ms:
             raise ValidationError("PoissonSource", self.name, "stop_ms",
                                   "must be after start_ms", self.stop_ms)
@@ -121,7 +124,7 @@ class SpikeTimesSource:
         _check_name("SpikeTimesSource", self.name)
         self.size = _check_size("SpikeTimesSource", self.name, self.size)
         neurons = np.asarray(self.neurons)
-        times = np.asarray(self.times_ms, dtype=np.float64)
+        times = real_array("SpikeTimesSource", self.name, "times_ms", self.times_ms)
         if neurons.ndim != 1 or times.ndim != 1 or neurons.shape != times.shape:
             raise ValidationError("SpikeTimesSource", self.name, "neurons/times_ms",
                                   "must be 1-D arrays of equal length",
@@ -160,13 +163,13 @@ class CurrentInput:
 
     def __post_init__(self) -> None:
         _check_name("CurrentInput", self.name)
-        amp = np.asarray(self.amplitude, dtype=np.float64)
+        amp = real_array("CurrentInput", self.name, "amplitude", self.amplitude)
         if not np.all(np.isfinite(amp)):
             raise ValidationError("CurrentInput", self.name, "amplitude", "must be finite",
                                   first_bad(amp, ~np.isfinite(amp)))
         self.amplitude = float(amp) if amp.ndim == 0 else amp
         if self.series is not None:
-            series = np.asarray(self.series, dtype=np.float64)
+            series = real_array("CurrentInput", self.name, "series", self.series)
             if series.ndim not in (1, 2) or series.shape[0] < 1:
                 raise ValidationError("CurrentInput", self.name, "series",
                                       "must have shape (T,) or (T, size)", series.shape)
@@ -174,6 +177,9 @@ class CurrentInput:
                 raise ValidationError("CurrentInput", self.name, "series", "must be finite",
                                       first_bad(series, ~np.isfinite(series)))
             self.series = series
+        self.start_ms = real_number("CurrentInput", self.name, "start_ms", self.start_ms)
+        if self.stop_ms is not None:
+            self.stop_ms = real_number("CurrentInput", self.name, "stop_ms", self.stop_ms)
         if not np.isfinite(self.start_ms) or self.start_ms < 0:
             raise ValidationError("CurrentInput", self.name, "start_ms", "must be >= 0",
                                   self.start_ms)
@@ -219,7 +225,7 @@ class Projection:
             raise ValidationError(kind, name, "target", f"must be one of {CHANNELS}", self.target)
         indptr = np.asarray(self.indptr)
         indices = np.asarray(self.indices)
-        weights = np.asarray(self.weights, dtype=np.float64)
+        weights = real_array(kind, name, "weights", self.weights)
         delays = np.asarray(self.delays)
         if indptr.ndim != 1 or indptr.shape[0] != self.n_pre + 1:
             raise ValidationError(kind, name, "indptr",
@@ -229,9 +235,10 @@ class Projection:
         ):
             raise ValidationError(kind, name, "indptr/indices", "must be integer arrays",
                                   (indptr.dtype, indices.dtype))
-        if indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        falls = np.concatenate([[indptr[0] != 0], np.diff(indptr) < 0])
+        if np.any(falls):
             raise ValidationError(kind, name, "indptr", "must start at 0 and never decrease",
-                                  indptr[:5])
+                                  first_bad(indptr, falls))
         nnz = int(indptr[-1])
         for field_name, arr in (("indices", indices), ("weights", weights), ("delays", delays)):
             if arr.ndim != 1 or arr.shape[0] != nnz:

@@ -68,7 +68,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from evospike.errors import ValidationError
+from evospike.errors import ValidationError, real_number
 from evospike.ir.schedule import Phase
 
 PAIRINGS = ("all", "nearest")
@@ -105,12 +105,12 @@ class STDP:
             raise ValidationError(kind, str(self.name), "name",
                                   "must be a non-empty string without '/'", self.name)
         for field in ("tau_plus_ms", "tau_minus_ms"):
-            value = getattr(self, field)
+            value = real_number(kind, self.name, field, getattr(self, field))
             if not (np.isfinite(value) and 0 < value <= 1e7):
                 raise ValidationError(kind, self.name, field, "must lie in (0, 1e7] ms", value)
             setattr(self, field, float(value))
         for field in ("a_plus", "a_minus", "w_min", "w_max"):
-            value = getattr(self, field)
+            value = real_number(kind, self.name, field, getattr(self, field))
             if not np.isfinite(value):
                 raise ValidationError(kind, self.name, field, "must be finite", value)
             setattr(self, field, float(value))
@@ -136,7 +136,7 @@ class STDP:
             raise ValidationError(kind, self.name, "modulation", f"must be one of {MODULATIONS}",
                                   self.modulation)
         for field in ("gate_threshold", "scale_gain"):
-            value = getattr(self, field)
+            value = real_number(kind, self.name, field, getattr(self, field))
             if isinstance(value, bool) or not np.isfinite(value):
                 raise ValidationError(kind, self.name, field, "must be finite", value)
             setattr(self, field, float(value))
@@ -168,12 +168,12 @@ class RewardModulatedSTDP(STDP):
             raise ValidationError(kind, self.name, "weight_dependence",
                                   "must be 'additive' (the bounds apply to the weight update)",
                                   self.weight_dependence)
-        value = self.tau_eligibility_ms
+        value = real_number(kind, self.name, "tau_eligibility_ms", self.tau_eligibility_ms)
         if isinstance(value, bool) or not (np.isfinite(value) and 0 < value <= 1e9):
             raise ValidationError(kind, self.name, "tau_eligibility_ms", "must lie in (0, 1e9] ms",
                                   value)
         self.tau_eligibility_ms = float(value)
-        value = self.learning_rate_per_ms
+        value = real_number(kind, self.name, "learning_rate_per_ms", self.learning_rate_per_ms)
         if isinstance(value, bool) or not np.isfinite(value):
             raise ValidationError(kind, self.name, "learning_rate_per_ms", "must be finite", value)
         self.learning_rate_per_ms = float(value)
@@ -208,6 +208,8 @@ class Homeostasis:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ValidationError(kind, str(self.name), "name",
                                   "must be a non-empty string without '/'", self.name)
+        for field in ("target_rate_hz", "tau_rate_ms", "threshold_rate", "scaling_rate"):
+            setattr(self, field, real_number(kind, self.name, field, getattr(self, field)))
         if not (np.isfinite(self.target_rate_hz) and 0 <= self.target_rate_hz <= 1e4):
             raise ValidationError(kind, self.name, "target_rate_hz", "must lie in [0, 1e4] Hz",
                                   self.target_rate_hz)
@@ -297,10 +299,12 @@ class Metaplasticity:
             raise ValidationError(kind, self.name, "parameter",
                                   f"must be one of {METAPLASTIC_PARAMETERS}", self.parameter)
         for field in ("eta", "p_min", "p_max"):
-            value = getattr(self, field)
+            value = real_number(kind, self.name, field, getattr(self, field))
             if isinstance(value, bool) or not np.isfinite(value):
                 raise ValidationError(kind, self.name, field, "must be finite", value)
             setattr(self, field, float(value))
+        self.tau_baseline_ms = real_number(kind, self.name, "tau_baseline_ms",
+                                           self.tau_baseline_ms)
         if not (np.isfinite(self.tau_baseline_ms) and 0 < self.tau_baseline_ms <= 1e9):
             raise ValidationError(kind, self.name, "tau_baseline_ms", "must lie in (0, 1e9] ms",
                                   self.tau_baseline_ms)

@@ -21,6 +21,7 @@ Layout (format ``evospike-network``, version 1)::
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -69,8 +70,11 @@ def _put(group: h5py.Group, name: str, value) -> None:
 
 
 def _get(group: h5py.Group, name: str):
-    data = group[name][()]
-    return float(data) if np.ndim(data) == 0 else np.asarray(data)
+    data = _item(group, name)[()]
+    if np.ndim(data) == 0:
+        # only numbers become floats: float(b"20") would turn stored text into a parameter
+        return float(data) if np.asarray(data).dtype.kind in "iuf" else np.asarray(data).item()
+    return np.asarray(data)
 
 
 def _opt(value):
@@ -173,7 +177,7 @@ def _save_record(g: h5py.Group, record) -> None:
 
 
 def _load_record(g: h5py.Group, name: str | None):
-    cls = RECORD_TYPES[_str(g.attrs["kind"])]
+    cls = _known(RECORD_TYPES, _text(g, "kind"), "kind", g)
     params = {}
     for key, value in g.attrs.items():
         if key == "kind" or key.endswith(".tuple"):
@@ -189,7 +193,82 @@ def _load_record(g: h5py.Group, name: str | None):
             params[key] = [_load_record(item[k], None) for k in item]
         else:
             params[key] = item[()]
+    _check_keys(cls, params, g)
     return cls(name, **params) if name is not None else cls(**params)
+
+
+class _Malformed(EvoSpikeError):
+    """A part of a network file is missing or of the wrong type (`load_network` names the
+    file)."""
+
+
+def _where(node: h5py.HLObject) -> str:
+    return node.name.lstrip("/") or "the file's root"
+
+
+def _item(g: h5py.Group, key: str):
+    if key not in g:
+        raise _Malformed(f"{_where(g)} has no '{key}'")
+    return g[key]
+
+
+def _attr(g: h5py.HLObject, key: str):
+    if key not in g.attrs:
+        raise _Malformed(f"{_where(g)} attribute {key} is missing")
+    value = g.attrs[key]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _text(g: h5py.HLObject, key: str) -> str:
+    value = _attr(g, key)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        raise _Malformed(f"{_where(g)} attribute {key} must be text (got {_short(value)})")
+    return value
+
+
+def _integer(g: h5py.HLObject, key: str) -> int:
+    value = _attr(g, key)
+    # 16.5 neurons must not become 16: a file is refused rather than truncated
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Malformed(f"{_where(g)} attribute {key} must be an integer (got "
+                         f"{_short(value)})")
+    return value
+
+
+def _real(g: h5py.HLObject, key: str, optional: bool = False) -> float | None:
+    value = _attr(g, key)
+    if optional and _unopt(value) is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Malformed(f"{_where(g)} attribute {key} must be a number (got {_short(value)})")
+    return float(value)
+
+
+def _known(table: dict, name: str, field: str, g: h5py.HLObject):
+    if name not in table:
+        raise _Malformed(f"{_where(g)} attribute {field} '{name}' is not one this EvoSpike "
+                         f"knows ({', '.join(sorted(table))})")
+    return table[name]
+
+
+def _check_keys(cls: type, params: dict, g: h5py.HLObject, skip: tuple = ("name",)) -> None:
+    """The stored parameters must be exactly those of ``cls``: an unknown one would be
+    dropped, a missing one silently replaced by its default."""
+    known = [p for p in inspect.signature(cls).parameters if p not in skip]
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        raise _Malformed(f"{_where(g)} has '{unknown[0]}', which is not a parameter of "
+                         f"{cls.__name__} ({', '.join(known)})")
+    missing = [k for k in known if k not in params]
+    if missing:
+        raise _Malformed(f"{_where(g)} lacks {cls.__name__} parameter '{missing[0]}'")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _str(value) -> str:
@@ -199,6 +278,8 @@ def _str(value) -> str:
 def load_network(path: str | os.PathLike) -> Network:
     try:
         return _load_network(Path(path))
+    except _Malformed as exc:
+        raise EvoSpikeError(f"network file '{path}': {exc}") from None
     except KeyError as exc:
         raise EvoSpikeError(f"'{path}' is not a complete EvoSpike network file: missing "
                             f"{exc}") from None
@@ -206,45 +287,60 @@ def load_network(path: str | os.PathLike) -> Network:
 
 def _load_network(path: Path) -> Network:
     with open_h5(path, "network", FORMAT) as f:
-        if int(f.attrs["version"]) > VERSION:
-            raise EvoSpikeError(f"'{path}' has network format version {f.attrs['version']}; "
-                                f"this EvoSpike reads up to {VERSION}")
-        net = Network(_str(f.attrs["name"]), float(f.attrs["dt_ms"]))
-        for name, g in f["populations"].items():
-            cls = NEURON_MODELS[_str(g.attrs["model"])]
-            params = {k: _get(g["params"], k) for k in g["params"]}
-            reset = _unopt(g.attrs["reset"])
+        version = _integer(f, "version")
+        if not 1 <= version <= VERSION:
+            raise EvoSpikeError(f"'{path}' has network format version {version}; "
+                                f"this EvoSpike reads 1 to {VERSION}")
+        net = Network(_text(f, "name"), _real(f, "dt_ms"))
+        for name, g in _item(f, "populations").items():
+            cls = _known(NEURON_MODELS, _text(g, "model"), "model", g)
+            params = {k: _get(g["params"], k) for k in _item(g, "params")}
+            _check_keys(cls, params, g["params"], skip=("reset",))
+            reset = _unopt(_attr(g, "reset"))
             if reset is not None:
                 params["reset"] = _str(reset)
             initial = {}
-            for state, item in g["initial"].items():
+            for state, item in _item(g, "initial").items():
                 if isinstance(item, h5py.Group):
-                    dist = DISTRIBUTIONS[_str(item.attrs["distribution"])]
-                    initial[state] = dist(*[float(a) for a in item.attrs["args"]])
+                    dist = _known(DISTRIBUTIONS, _text(item, "distribution"), "distribution",
+                                  item)
+                    args = np.atleast_1d(_attr(item, "args"))
+                    if args.shape != (len(dist.__dataclass_fields__),) or \
+                            args.dtype.kind not in "iuf":
+                        raise _Malformed(f"{_where(item)} attribute args must hold the "
+                                         f"{len(dist.__dataclass_fields__)} numbers of a "
+                                         f"{dist.__name__} (got {_short(args.tolist())})")
+                    initial[state] = dist(*[float(a) for a in args])
                 else:
                     initial[state] = _get(g["initial"], state)
-            net.add(Population(name, int(g.attrs["size"]), cls(**params), initial))
-        for name, g in f["sources"].items():
-            if _str(g.attrs["type"]) == "poisson":
-                net.add(PoissonSource(name, int(g.attrs["size"]), _get(g, "rate_hz"),
-                                      float(g.attrs["start_ms"]), _unopt(g.attrs["stop_ms"])))
+            net.add(Population(name, _integer(g, "size"), cls(**params), initial))
+        for name, g in _item(f, "sources").items():
+            kind = _text(g, "type")
+            if kind == "poisson":
+                net.add(PoissonSource(name, _integer(g, "size"), _get(g, "rate_hz"),
+                                      _real(g, "start_ms"), _real(g, "stop_ms", optional=True)))
+            elif kind == "spike_times":
+                net.add(SpikeTimesSource(name, _integer(g, "size"), _item(g, "neurons")[()],
+                                         _item(g, "times_ms")[()]))
             else:
-                net.add(SpikeTimesSource(name, int(g.attrs["size"]), g["neurons"][()],
-                                         g["times_ms"][()]))
-        for name, g in f["projections"].items():
-            net.add(Projection(name, _str(g.attrs["pre"]), _str(g.attrs["post"]),
-                               int(g.attrs["n_pre"]), int(g.attrs["n_post"]), g["indptr"][()],
-                               g["indices"][()], g["weights"][()], g["delays"][()],
-                               _str(g.attrs["target"])))
-        for name, g in f["currents"].items():
+                raise _Malformed(f"{_where(g)} attribute type '{kind}' is not one this "
+                                 "EvoSpike knows (poisson, spike_times)")
+        for name, g in _item(f, "projections").items():
+            net.add(Projection(name, _text(g, "pre"), _text(g, "post"), _integer(g, "n_pre"),
+                               _integer(g, "n_post"), _item(g, "indptr")[()],
+                               _item(g, "indices")[()], _item(g, "weights")[()],
+                               _item(g, "delays")[()], _text(g, "target")))
+        for name, g in _item(f, "currents").items():
             series = g["series"][()] if "series" in g else None
-            net.add(CurrentInput(name, _str(g.attrs["target"]), _get(g, "amplitude"),
-                                 float(g.attrs["start_ms"]), _unopt(g.attrs["stop_ms"]), series))
+            net.add(CurrentInput(name, _text(g, "target"), _get(g, "amplitude"),
+                                 _real(g, "start_ms"), _real(g, "stop_ms", optional=True),
+                                 series))
         pending_rules = []
         for name, g in f.get("plasticity", {}).items():
-            cls = PLASTICITY_RULES[_str(g.attrs["rule"])]
+            cls = _known(PLASTICITY_RULES, _text(g, "rule"), "rule", g)
             params = {k: (_unopt(_str(v)) if isinstance(v, (bytes, str)) else v.item())
                       for k, v in g.attrs.items() if k != "rule"}
+            _check_keys(cls, params, g)
             pending_rules.append(cls(name, **params))
         # modulators come first (rules read them), then the rules, then the processes that
         # refer to rules (metaplasticity)
@@ -258,13 +354,13 @@ def _load_network(path: Path) -> Network:
             if proc.kind != "Modulator":
                 net.add(proc)
         net.processes = {proc.name: net.processes[proc.name] for proc in procs}  # saved order
-        mons = f["monitors"]
-        for target in mons.attrs["spikes"]:
+        mons = _item(f, "monitors")
+        for target in np.atleast_1d(_attr(mons, "spikes")):
             net.add(SpikeMonitor(_str(target)))
-        for name, g in mons["state"].items():
-            net.add(StateMonitor(name, _str(g.attrs["target"]), _str(g.attrs["variable"]),
-                                 g["neurons"][()], int(g.attrs["every_steps"])))
-        for name, g in mons["weights"].items():
-            net.add(WeightMonitor(name, _str(g.attrs["projection"]), int(g.attrs["every_steps"])))
+        for name, g in _item(mons, "state").items():
+            net.add(StateMonitor(name, _text(g, "target"), _text(g, "variable"),
+                                 _item(g, "neurons")[()], _integer(g, "every_steps")))
+        for name, g in _item(mons, "weights").items():
+            net.add(WeightMonitor(name, _text(g, "projection"), _integer(g, "every_steps")))
 
         return net

@@ -1,24 +1,23 @@
 """A small C kernel for the time loops of `lif_sequence` on the CPU (forward and BPTT), built
-with the system C compiler on first use and cached like the torch backend's native kernel
-(``~/.cache/evospike/native``). It does exactly what the torch loops in `neuron` do, with the
-whole (batch x neurons) row of each step in one pass and no per-step Python overhead. The
-surrogate derivatives are SpikingJelly's formulas evaluated inline (a separate vectorised call
-of SpikingJelly's function cost a fifth of a training step); the tests check the kernel's
-gradients against the torch loops, which call SpikingJelly's functions themselves. Without a
-compiler, or on CUDA, the torch loops run instead (`available` says whether the kernel runs).
+with the system C compiler on first use and cached by `evospike.native_build`, like the torch
+backend's native kernel (``~/.cache/evospike/native``). It does exactly what the torch loops in
+`neuron` do, with the whole (batch x neurons) row of each step in one pass and no per-step
+Python overhead. The surrogate derivatives are SpikingJelly's formulas evaluated inline (a
+separate vectorised call of SpikingJelly's function cost a fifth of a training step); the tests
+check the kernel's gradients against the torch loops, which call SpikingJelly's functions
+themselves. Without a compiler, or on CUDA, the torch loops run instead (`available` says
+whether the kernel runs).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import subprocess
-import tempfile
 from functools import cache
-from pathlib import Path
 
 import torch
+
+from evospike.native_build import NativeBuildError, load_library
 
 SOURCE = r"""
 #include <stdint.h>
@@ -154,45 +153,15 @@ SURROGATE_KINDS = {"atan": 0, "sigmoid": 1, "super_spike": 2, "piecewise_quadrat
 _CTYPES = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("EVOSPIKE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "evospike")
-    return Path(root) / "native"
-
-
 @cache
 def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
-    from evospike.backends.torch.native.build import find_compiler
-
-    compiler = find_compiler()
-    if compiler is None:
-        return None
+    """The kernel for ``dtype``, or None when it cannot be built or loaded (no compiler, a
+    compiler error, no writable cache): the torch loops run instead."""
     flags = FLAGS + [f"-DREAL={_REALS[dtype]}", *_MATH[dtype]]
-    digest = hashlib.sha256((SOURCE + " ".join(flags)).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"evospike_train_lif_{_REALS[dtype]}_{digest}.so"
-    if not target.exists():
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:  # no writable cache: the torch loops run instead
-            return None
-        fd, src = tempfile.mkstemp(suffix=".c", dir=target.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(SOURCE)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
-            proc = subprocess.run([compiler, *flags, src, "-o", tmp, "-lm"],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                return None
-            os.replace(tmp, target)
-        finally:
-            for path in (src, tmp):
-                if os.path.exists(path):
-                    os.unlink(path)
     try:
-        return ctypes.CDLL(str(target))
-    except OSError:
+        return load_library(f"evospike_train_lif_{_REALS[dtype]}", SOURCE, flags,
+                            libraries=["-lm"], label="the training kernel")
+    except (NativeBuildError, OSError):
         return None
 
 

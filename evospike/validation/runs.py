@@ -58,7 +58,11 @@ def run_pair(build, *, candidate: str, reference: str, duration_ms: float, seed:
     """Run ``build()`` (a fresh network each time) on both backends.
 
     The candidate runs with ``seed``; the reference runs with ``seed`` and the
-    ``n_reference_seeds`` seeds after it, as one batch of trials."""
+    ``n_reference_seeds`` seeds after it, as one batch of trials (on Brian2 the trials share
+    one compiled build: the first compiles, the others reuse it).
+
+    An interrupted run (incomplete results) raises KeyboardInterrupt: there is nothing to
+    judge, and a Brian2 reference interrupted mid-batch keeps fewer trials than asked for."""
     check_options(candidate=candidate, reference=reference, candidate_options=candidate_options,
                   reference_options=reference_options, seed=seed,
                   n_reference_seeds=n_reference_seeds)
@@ -66,9 +70,13 @@ def run_pair(build, *, candidate: str, reference: str, duration_ms: float, seed:
     recurrent = net.recurrent_populations()
     cand = get_backend(candidate).compile(net, seeds=(seed,), progress=progress,
                                           **candidate_options).run(duration_ms)
+    if not cand.complete:  # the reference would run for nothing
+        raise KeyboardInterrupt(f"validate: the candidate run ({candidate}) was interrupted")
     seeds = tuple(range(seed, seed + n_reference_seeds + 1))
     ref_all = get_backend(reference).compile(build(), seeds=seeds, progress=progress,
                                              **reference_options).run(duration_ms)
+    if not ref_all.complete:
+        raise KeyboardInterrupt(f"validate: the reference run ({reference}) was interrupted")
     return ValidationRuns(cand, ref_all.trial(0),
                           [ref_all.trial(k) for k in range(1, len(seeds))],
                           require_exact=not recurrent, recurrent=recurrent)

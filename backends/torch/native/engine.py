@@ -27,9 +27,10 @@ import torch
 
 from evospike.dynamics import AdExStep, LinearStep
 from evospike.ir.nodes import CHANNELS
+from evospike.native_build import NativeBuildError
 
 from ..processes import THomeostasis, TMetaplasticity, TModulator
-from .build import NativeBuildError, load_kernel
+from .build import load_kernel
 
 MAX_STATES = 4
 CARRIED_PROCESSES = (TModulator, THomeostasis, TMetaplasticity)

@@ -4,6 +4,7 @@ test set and report how often its predictions agree with the trained model's."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -34,11 +35,11 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run_train)
 
 
-def run_train(args) -> int:
+def run_train(args: argparse.Namespace) -> int:
     import yaml
 
-    from .config import TrainConfig
-    from .trainer import Trainer
+    from evospike.training.config import TrainConfig
+    from evospike.training.trainer import Trainer
 
     path = Path(args.config)
     if not path.exists():
@@ -46,7 +47,11 @@ def run_train(args) -> int:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise EvoSpikeError(f"config file '{path}' is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise EvoSpikeError(f"config file '{path}' is not valid YAML{where}: "
+                            f"{' '.join(str(problem).split())}") from None
     if not isinstance(raw, dict):
         raise EvoSpikeError(f"config file '{path}' must hold a mapping of keys to values")
     if args.device is not None:
@@ -73,7 +78,7 @@ def run_train(args) -> int:
         if not hasattr(trainer.model, "to_network"):
             raise EvoSpikeError(f"--check-backend: model '{type(trainer.model).__name__}' has no "
                                 "IR export")
-        from .export import backend_agreement
+        from evospike.training.export import backend_agreement
 
         test = trainer.splits.test
         n = len(test) if args.check_samples is None else min(args.check_samples, len(test))

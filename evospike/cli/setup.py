@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from .environment import ENV_PYTHON, setup
+    from evospike.backends.lava.environment import ENV_PYTHON, setup
 
     t0 = time.perf_counter()
     python = setup(args.prefix, args.python, force=args.force)

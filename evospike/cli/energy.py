@@ -24,6 +24,7 @@ file records no task, so its ratio is printed with the condition under which it 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -213,11 +214,17 @@ def format_energy(pj: float) -> str:
     return f"{pj:.3g} pJ"
 
 
-def run_energy(args) -> int:
+def run_energy(args: argparse.Namespace) -> int:
+    from evospike.cli.checks import check_seeds
     from evospike.energy import ann_baseline, count_network_ops
     from evospike.hardware.energy_costs import get_profile
     from evospike.model_loading import load_model
 
+    # the seeds are checked before anything is loaded; numpy would refuse a negative one only
+    # when the run starts, with a message naming neither option nor value
+    if args.trials < 1:
+        raise EvoSpikeError(f"--trials must be at least 1 (got {args.trials})")
+    check_seeds(args.seed, args.trials)
     model = Path(args.model)
     if model.suffix in (".h5", ".hdf5") and model.exists():
         import h5py
