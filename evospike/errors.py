@@ -79,7 +79,7 @@ def real_array(kind: str, name: str, field: str, value: object):
     if arr.dtype.kind not in "iuf":
         raise ValidationError(kind, name, field, f"{problem}, not an array of {arr.dtype}",
                               value)
-    return arr.astype(np.float64)
+    return arr.astype(np.float64, copy=False)  # no copy of a large float64 array
 
 
 def _short(value: object) -> str:

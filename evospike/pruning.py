@@ -89,9 +89,14 @@ fade_k               10.0      k; tanh(k E) > 0.96 for E > 0.2, so the fade acts
                                disables
 ==================== ========= ===============================================================
 
-`TerminalAttractorPruner` is the NumPy reference implementation (a simulation backend can call
-it every update interval); `evospike.pruning_torch.TerminalAttractorOptimizer` wraps any torch
-optimizer for surrogate-gradient training; `TerminalAttractorPruning` is the plain-data IR
+The steps (saliency and its running average `smoothed_saliency`, the global threshold
+`select_bottom_k`, pruning and regrowth `move_masks`, the attractor step `attract`) are written
+once here, over NumPy arrays or torch tensors. `TerminalAttractorPruner` runs them on NumPy
+arrays (a simulation backend can call it every update interval);
+`evospike.pruning_torch.TerminalAttractorOptimizer` runs the same functions on a torch
+optimizer's tensors, on their device, for surrogate-gradient training. Given the same float64
+inputs the two agree to the last bit (tests/test_pruning_kernels.py), apart from ``|g|^2``, a sum
+that each library adds in its own order. `TerminalAttractorPruning` is the plain-data IR
 description of the rule for projections of a network (`evospike.ir.pruning`, with the table's
 `DEFAULTS` and their checks, `validate_parameters`; all three importable from here).
 """
@@ -100,8 +105,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -112,11 +118,14 @@ from evospike.errors import EvoSpikeError, ValidationError
 from evospike.ir.pruning import DEFAULTS, TerminalAttractorPruning, validate_parameters
 
 __all__ = [
-    "DEFAULTS", "PruningRecord", "PruningSchedule", "TerminalAttractorPruner",
-    "TerminalAttractorPruning", "attractor_coefficient", "attractor_gain_for_settling_time",
-    "bottom_k", "saliency", "settling_time", "stability_factor", "pruning_rate",
+    "DEFAULTS", "NUMPY_OPS", "ArrayOps", "PruningRecord", "PruningSchedule",
+    "TerminalAttractorPruner", "TerminalAttractorPruning", "attract", "attractor_coefficient",
+    "attractor_gain_for_settling_time", "bottom_k", "move_masks", "saliency",
+    "select_bottom_k", "settling_time", "smoothed_saliency", "stability_factor", "pruning_rate",
     "validate_parameters",
 ]
+
+Array = Any  # numpy.ndarray or torch.Tensor
 
 
 # --------------------------------------------------------------------------- validation
@@ -211,22 +220,134 @@ def attractor_gain_for_settling_time(e0: float, t_star: float, beta: float = 0.5
     return e0 ** (1 - beta) / (t_star * (1 - beta))
 
 
+# --------------------------------------------------------------------------- the steps, once
+#
+# Each step of the rule is written here once, over the arrays of one library: the NumPy pruner
+# below passes NumPy arrays and `NUMPY_OPS`, the torch optimizer (`evospike.pruning_torch`)
+# passes tensors and its `TORCH_OPS`, so a tensor stays on its device. The kernels use what
+# both libraries spell alike through ``ops.xp`` (the module) and the four operations they
+# spell differently through ``ops`` (`ArrayOps`). Nothing here imports torch.
+
+class ArrayOps:
+    """The array namespace of the kernels: ``xp``, the library's module, for what NumPy and
+    torch spell alike (``where``, ``isfinite``, ``isnan``, ``zeros_like``, ``concatenate``;
+    operators and indexing), and the four operations they spell differently, NumPy's here
+    (torch's: `evospike.pruning_torch.TorchOps`)."""
+
+    xp: Any = np
+
+    @staticmethod
+    def argsort_stable(key: np.ndarray) -> np.ndarray:
+        """Indices that sort the 1-D ``key`` (numbers or bool) ascending, equal keys by index."""
+        return np.argsort(key, kind="stable")
+
+    @staticmethod
+    def squared_norm(arrays: Sequence[np.ndarray]) -> float:
+        """``sum |x|^2`` over all of ``arrays`` as a Python float: each array summed in its
+        own dtype, the sums added as Python floats."""
+        return float(sum(float(np.sum(x * x)) for x in arrays))
+
+    @staticmethod
+    def to_ints(values: Sequence[np.ndarray]) -> tuple[int, ...]:
+        """0-d integer arrays as Python ints."""
+        return tuple(int(v) for v in values)
+
+    @staticmethod
+    def assign(dst: np.ndarray, src: np.ndarray) -> None:
+        """Write ``src`` into ``dst`` in place (cast to ``dst``'s dtype)."""
+        dst[...] = src
+
+
+NUMPY_OPS = ArrayOps()
+
+
+def smoothed_saliency(scores: Mapping[str, Array] | None, weights: Mapping[str, Array],
+                      grads: Mapping[str, Array], masks: Mapping[str, Array],
+                      shadow: Mapping[str, Array], *, regrowth: bool, momentum: float,
+                      ops: ArrayOps) -> dict[str, Array]:
+    """The running scores after this step, by group: the step's saliency ``|w * dE/dw|``
+    (``w`` the shadow weight where pruned; ``-inf`` there when ``regrowth`` is off, so such an
+    entry ranks below every other and is not averaged) folded into ``scores`` with the running
+    average of weight ``momentum`` (``scores`` None: this step's saliency, unaveraged)."""
+    xp = ops.xp
+    out = {}
+    for k, mask in masks.items():
+        s = abs(xp.where(mask, weights[k], shadow[k]) * grads[k])
+        if not regrowth:
+            s = xp.where(mask, s, -math.inf)
+        if scores is not None:
+            live = xp.isfinite(s)
+            # both sides are evaluated; zeroing the dead entries first keeps -inf * rho out
+            s = xp.where(live, momentum * xp.where(live, scores[k], 0.0)
+                         + (1 - momentum) * xp.where(live, s, 0.0), s)
+        out[k] = s
+    return out
+
+
+def select_bottom_k(scores: Array, pruned: Array, k: int, ops: ArrayOps) -> tuple[Array, float]:
+    """`bottom_k` on the 1-D ``scores`` and bool ``pruned`` of one library: two stable sorts
+    give the ranking score, then already-pruned first, then index."""
+    n = scores.shape[0]
+    if not 0 <= k <= n:
+        raise EvoSpikeError(f"bottom_k: k must lie in [0, {n}] (got {k})")
+    out = ops.xp.zeros_like(pruned)
+    if k == 0:
+        return out, math.nan
+    order = ops.argsort_stable(~pruned)  # pruned first, each part by index
+    order = order[ops.argsort_stable(scores[order])]
+    out[order[:k]] = True
+    return out, float(scores[order[k - 1]])
+
+
 def bottom_k(scores: np.ndarray, pruned: np.ndarray, k: int) -> tuple[np.ndarray, float]:
     """Pick the ``k`` lowest of the flat ``scores``; ties go first to entries already
     ``pruned``, then to the lower index. Returns the new pruned mask (bool, True = pruned) and
     the threshold (the largest pruned score; NaN when k = 0)."""
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    pruned = np.asarray(pruned, dtype=bool).ravel()
-    n = scores.size
-    if not 0 <= k <= n:
-        raise EvoSpikeError(f"bottom_k: k must lie in [0, {n}] (got {k})")
-    out = np.zeros(n, dtype=bool)
-    if k == 0:
-        return out, math.nan
-    # np.lexsort sorts by the last key first: score, then kept-after-pruned, then index
-    order = np.lexsort((np.arange(n), (~pruned).astype(np.int8), scores))
-    out[order[:k]] = True
-    return out, float(scores[order[k - 1]])
+    return select_bottom_k(np.asarray(scores, dtype=np.float64).ravel(),
+                           np.asarray(pruned, dtype=bool).ravel(), k, NUMPY_OPS)
+
+
+def move_masks(scores: Mapping[str, Array], masks: dict[str, Array], weights: Mapping[str, Array],
+               shadow: dict[str, Array], k_prune: int, ops: ArrayOps) -> tuple[float, int, int]:
+    """Prune the ``k_prune`` lowest of ``scores`` over all groups together (`select_bottom_k`):
+    a newly pruned weight goes to the shadow and is set to 0, a regrown one comes back from the
+    shadow. In place: ``masks`` and ``shadow`` get new arrays, ``weights`` are written through.
+    Returns (threshold, regrown count, newly pruned count)."""
+    xp = ops.xp
+    keys = list(masks)
+    flat = xp.concatenate([scores[k].reshape(-1) for k in keys])
+    was_pruned = xp.concatenate([~masks[k].reshape(-1) for k in keys])
+    new_pruned, threshold = select_bottom_k(flat, was_pruned, k_prune, ops)
+    regrown_counts, newly_counts = [], []
+    offset = 0
+    for k in keys:
+        mask = masks[k]
+        size = math.prod(mask.shape)
+        pruned_k = new_pruned[offset:offset + size].reshape(mask.shape)
+        offset += size
+        newly = pruned_k & mask
+        regrown = ~pruned_k & ~mask
+        shadow[k] = xp.where(newly, weights[k], shadow[k])
+        ops.assign(weights[k], xp.where(regrown, shadow[k], xp.where(newly, 0.0, weights[k])))
+        masks[k] = ~pruned_k
+        regrown_counts.append(regrown.sum())
+        newly_counts.append(newly.sum())
+    n_regrown, n_new = ops.to_ints([sum(regrown_counts), sum(newly_counts)])
+    return threshold, n_regrown, n_new
+
+
+def attract(weights: Sequence[Array], grads: Sequence[Array], loss: float, norm_sq: float,
+            params: Mapping[str, object]) -> float:
+    """The attractor step in place: ``w <- w - c g`` for each weight and its gradient (pruned
+    entries already zeroed), ``c = eta_TA * attractor_coefficient``, ``norm_sq = |g|^2`` over
+    all of ``grads``. Returns c."""
+    coef = params["attractor_lr"] * attractor_coefficient(
+        loss, norm_sq, gamma=params["gamma"], beta=params["beta"], eps=params["eps"],
+        clip_norm=params["clip_norm"], fade_k=params["fade_k"])
+    if coef:
+        for w, g in zip(weights, grads, strict=True):
+            w -= coef * g
+    return coef
 
 
 # --------------------------------------------------------------------------- schedule
@@ -288,18 +409,51 @@ def _kept_count(rate: float, n: int) -> int:
     return int(math.floor(rate * n + 1e-9))
 
 
-# --------------------------------------------------------------------------- NumPy core
+# --------------------------------------------------------------------------- the rule's state
 
-class PruningHistory:
-    """What the NumPy pruner and the torch optimizer wrapper share: reading their ``history``
-    (a list of `PruningRecord`)."""
+class PrunerCore:
+    """The state and step of the rule that the NumPy pruner and the torch optimizer wrapper
+    share, over the arrays of ``ops``; each adds how it is handed weights and gradients.
+    Subclasses set ``masks``, ``shadow`` (by group) and ``n_total`` after `_init_rule`."""
 
+    KIND: str
+    ops: ArrayOps
+    masks: dict[str, Array]
+    shadow: dict[str, Array]
+    n_total: int
     history: list[PruningRecord]
 
+    def _init_rule(self, name: object, params: Mapping[str, object]) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValidationError(self.KIND, str(name), "name", "must be a non-empty string",
+                                  name)
+        self.name = name
+        self.params = validate_parameters(self.KIND, name, **{**DEFAULTS, **params})
+        self.scores: dict[str, Array] | None = None
+        self.schedule = self._new_schedule()
+        self.t = 0
+        self.threshold = math.nan
+        self.history = []
+        self._n_pruned = 0
+
+    def _new_schedule(self) -> PruningSchedule:
+        p = self.params
+        return PruningSchedule(p["r_target"], p["warmup_steps"], p["tau_steps"],
+                               p["lambda_stability"], p["loss_window"])
+
+    # -- read-outs ---------------------------------------------------------------------
     @property
     def rate(self) -> float:
         """R(t) of the last step (0 before the first)."""
         return self.history[-1].rate if self.history else 0.0
+
+    @property
+    def n_pruned(self) -> int:
+        return self._n_pruned
+
+    @property
+    def pruned_fraction(self) -> float:
+        return self._n_pruned / self.n_total
 
     def history_array(self, field_name: str) -> np.ndarray:
         """One field of every `PruningRecord` so far, as an array."""
@@ -308,8 +462,56 @@ class PruningHistory:
                                 f"{', '.join(PruningRecord.__dataclass_fields__)})")
         return np.array([getattr(r, field_name) for r in self.history])
 
+    # -- the parts of a step -------------------------------------------------------------
+    def _observe(self, loss: float, weights: Mapping[str, Array],
+                 grads: Mapping[str, Array]) -> None:
+        """Take the step's loss and score the connections at the weights and gradients of this
+        step, before they move."""
+        self.schedule.observe(loss)
+        self.scores = smoothed_saliency(self.scores, weights, grads, self.masks, self.shadow,
+                                        regrowth=self.params["regrowth"],
+                                        momentum=self.params["saliency_momentum"], ops=self.ops)
 
-class TerminalAttractorPruner(PruningHistory):
+    def _attract(self, loss: float, weights: Sequence[Array],
+                 grads: Sequence[Array]) -> tuple[float, float]:
+        """`attract` with ``|g|^2`` taken over ``grads``; returns (c, |g|^2)."""
+        norm_sq = self.ops.squared_norm(grads)
+        if not math.isfinite(norm_sq):
+            raise EvoSpikeError(f"{self.KIND} '{self.name}': the gradient's squared norm is "
+                                f"not finite (|g|^2 = {norm_sq}) at step {self.t}")
+        return attract(weights, grads, loss, norm_sq, self.params), norm_sq
+
+    def _finish(self, loss: float, weights: Mapping[str, Array], coef: float,
+                norm_sq: float) -> PruningRecord:
+        """Move the masks (every ``update_interval`` steps) and record the step."""
+        rate = self.schedule.rate(self.t)
+        n_regrown = n_new = 0
+        if self.t % self.params["update_interval"] == 0:
+            n_regrown, n_new = self._update_masks(rate, weights)
+        record = PruningRecord(self.t, loss, self.schedule.alpha, rate, self.pruned_fraction,
+                               self.threshold, self._n_pruned, n_regrown, n_new,
+                               coef * math.sqrt(norm_sq))
+        self.history.append(record)
+        self.t += 1
+        return record
+
+    def _update_masks(self, rate: float, weights: Mapping[str, Array]) -> tuple[int, int]:
+        bad = [k for k, s in self.scores.items() if bool(self.ops.xp.isnan(s).any())]
+        if bad:
+            raise EvoSpikeError(f"{self.KIND} '{self.name}': the saliency of '{bad[0]}' is NaN "
+                                f"at step {self.t} (a NaN weight or gradient)")
+        k_prune = _kept_count(rate, self.n_total)
+        if not self.params["regrowth"]:
+            k_prune = max(k_prune, self._n_pruned)  # nothing comes back
+        self.threshold, n_regrown, n_new = move_masks(self.scores, self.masks, weights,
+                                                      self.shadow, k_prune, self.ops)
+        self._n_pruned = k_prune
+        return n_regrown, n_new
+
+
+# --------------------------------------------------------------------------- NumPy core
+
+class TerminalAttractorPruner(PrunerCore):
     """The whole rule on NumPy arrays: saliency, global threshold, schedule, regrowth and the
     attractor term. A simulation backend calls `step` once per update with the error E, the
     weights (modified in place) and the gradient (for a local rule: minus its proposed update).
@@ -320,15 +522,11 @@ class TerminalAttractorPruner(PruningHistory):
     """
 
     KIND = "TerminalAttractorPruner"
+    ops = NUMPY_OPS
 
     def __init__(self, shapes: Mapping[str, tuple[int, ...]], *, name: str = "pruner",
                  **params: object):
-        if not isinstance(name, str) or not name:
-            raise ValidationError(self.KIND, str(name), "name", "must be a non-empty string",
-                                  name)
-        self.name = name
-        p = {**DEFAULTS, **params}
-        self.params = validate_parameters(self.KIND, name, **p)
+        self._init_rule(name, params)
         if not isinstance(shapes, Mapping) or not shapes:
             raise ValidationError(self.KIND, name, "shapes",
                                   "must map at least one group name to a shape", shapes)
@@ -351,23 +549,6 @@ class TerminalAttractorPruner(PruningHistory):
             raise ValidationError(self.KIND, name, "shapes", "hold no connections", shapes)
         self.masks = {k: np.ones(s, dtype=bool) for k, s in self.shapes.items()}
         self.shadow = {k: np.zeros(s, dtype=np.float64) for k, s in self.shapes.items()}
-        self.scores: dict[str, np.ndarray] | None = None
-        self.schedule = PruningSchedule(self.params["r_target"], self.params["warmup_steps"],
-                                        self.params["tau_steps"],
-                                        self.params["lambda_stability"],
-                                        self.params["loss_window"])
-        self.t = 0
-        self.threshold = math.nan
-        self.history: list[PruningRecord] = []
-
-    # -- read-outs ---------------------------------------------------------------------
-    @property
-    def n_pruned(self) -> int:
-        return int(sum(int((~m).sum()) for m in self.masks.values()))
-
-    @property
-    def pruned_fraction(self) -> float:
-        return self.n_pruned / self.n_total
 
     # -- the step ------------------------------------------------------------------------
     def _check_arrays(self, what: str, arrays: Mapping[str, np.ndarray]) -> None:
@@ -393,76 +574,21 @@ class TerminalAttractorPruner(PruningHistory):
         ``base_update`` (if given) and the attractor displacement on kept entries, holds pruned
         entries at 0, and every ``update_interval`` steps moves the masks to the bottom R(t).
         """
-        p = self.params
         e = _check_loss(self.KIND, self.name, loss)
         self._check_arrays("weights", weights)
         self._check_arrays("grads", grads)
         if base_update is not None:
             self._check_arrays("base_update", base_update)
-        self.schedule.observe(e)
-
-        # saliency from the weights and gradient of this step, before they move
-        now = {}
-        for k in self.shapes:
-            w = np.where(self.masks[k], weights[k], self.shadow[k])
-            s = saliency(w, grads[k])
-            now[k] = np.where(self.masks[k], s, s if p["regrowth"] else -np.inf)
-        if self.scores is None:
-            self.scores = now
-        else:
-            rho = p["saliency_momentum"]
-            for k in self.shapes:
-                # -inf marks a pruned entry that may not regrow; it is not averaged
-                live = np.isfinite(now[k])
-                ema = self.scores[k]
-                ema[live] = rho * ema[live] + (1 - rho) * now[k][live]
-                ema[~live] = now[k][~live]
+        grads = {k: np.asarray(g) for k, g in grads.items()}
+        self._observe(e, weights, grads)
 
         # base update and attractor term, on kept connections only
-        masked = {k: np.where(self.masks[k], grads[k], 0.0) for k in self.shapes}
-        norm_sq = float(sum(float(np.sum(g * g)) for g in masked.values()))
-        coef = p["attractor_lr"] * attractor_coefficient(
-            e, norm_sq, gamma=p["gamma"], beta=p["beta"], eps=p["eps"],
-            clip_norm=p["clip_norm"], fade_k=p["fade_k"])
-        for k, w in weights.items():
-            if base_update is not None:
-                w += np.where(self.masks[k], base_update[k], 0.0)
-            if coef:
-                w -= coef * masked[k]
-            w[~self.masks[k]] = 0.0
-
-        rate = self.schedule.rate(self.t)
-        n_regrown = n_new = 0
-        if self.t % p["update_interval"] == 0:
-            n_regrown, n_new = self._update_masks(rate, weights)
-        record = PruningRecord(self.t, e, self.schedule.alpha, rate, self.pruned_fraction,
-                               self.threshold, self.n_pruned, n_regrown, n_new,
-                               coef * math.sqrt(norm_sq))
-        self.history.append(record)
-        self.t += 1
-        return record
-
-    def _update_masks(self, rate: float, weights: Mapping[str, np.ndarray]) -> tuple[int, int]:
         keys = list(self.shapes)
-        flat_scores = np.concatenate([self.scores[k].ravel() for k in keys])
-        was_pruned = np.concatenate([~self.masks[k].ravel() for k in keys])
-        k_prune = _kept_count(rate, self.n_total)
-        if not self.params["regrowth"]:
-            k_prune = max(k_prune, int(was_pruned.sum()))  # nothing comes back
-        new_pruned, self.threshold = bottom_k(flat_scores, was_pruned, k_prune)
-        offset = 0
-        n_regrown = n_new = 0
+        if base_update is not None:
+            for k in keys:
+                weights[k] += np.where(self.masks[k], base_update[k], 0.0)
+        coef, norm_sq = self._attract(e, [weights[k] for k in keys],
+                                      [np.where(self.masks[k], grads[k], 0.0) for k in keys])
         for k in keys:
-            size = self.masks[k].size
-            pruned_k = new_pruned[offset:offset + size].reshape(self.shapes[k])
-            offset += size
-            w = weights[k]
-            newly = pruned_k & self.masks[k]
-            regrown = ~pruned_k & ~self.masks[k]
-            self.shadow[k][newly] = w[newly]
-            w[newly] = 0.0
-            w[regrown] = self.shadow[k][regrown]
-            self.masks[k] = ~pruned_k
-            n_regrown += int(regrown.sum())
-            n_new += int(newly.sum())
-        return n_regrown, n_new
+            weights[k][~self.masks[k]] = 0.0
+        return self._finish(e, weights, coef, norm_sq)

@@ -2,7 +2,8 @@
 
 `TerminalAttractorOptimizer` wraps a torch optimizer (the thesis uses AdamW) and adds, at every
 ``step(loss)``, the three parts of the method described in `evospike.pruning` (formulas,
-regrowth rule and the table of constants with their defaults and reasons live there):
+regrowth rule and the table of constants with their defaults and reasons live there, and so do
+the steps themselves, which this class runs on the parameters' tensors through `TORCH_OPS`):
 
 1. saliency ``|w * dE/dw|`` of every pruned parameter (``|w_shadow * dE/dw|`` for a pruned
    entry), averaged over steps with ``saliency_momentum``;
@@ -37,25 +38,53 @@ Gradient clipping of the base step (``clip_grad_norm_``) before `step` also shri
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 
 import torch
 
-from evospike.errors import EvoSpikeError, ValidationError
+from evospike.errors import ValidationError
 from evospike.pruning import (
-    DEFAULTS,
-    PruningHistory,
+    ArrayOps,
+    PrunerCore,
     PruningRecord,
-    PruningSchedule,
     _check_loss,
-    _kept_count,
-    attractor_coefficient,
+    select_bottom_k,
     validate_parameters,
 )
 
-__all__ = ["TerminalAttractorOptimizer", "weight_parameters"]
+__all__ = ["TORCH_OPS", "TerminalAttractorOptimizer", "TorchOps", "weight_parameters"]
+
+
+class TorchOps(ArrayOps):
+    """`evospike.pruning.ArrayOps` for torch tensors: results stay on the tensors' device;
+    `squared_norm` and `to_ints` bring one value each to the host."""
+
+    xp = torch
+
+    @staticmethod
+    def argsort_stable(key: torch.Tensor) -> torch.Tensor:
+        if key.dtype == torch.bool:
+            key = key.to(torch.int8)  # not every device sorts bool
+        return torch.argsort(key, stable=True)
+
+    @staticmethod
+    def squared_norm(arrays: Sequence[torch.Tensor]) -> float:
+        # in float64 whatever the parameters' dtype, one host transfer for all of them
+        if not arrays:
+            return 0.0
+        return float(torch.stack([(x.double() ** 2).sum() for x in arrays]).sum().cpu())
+
+    @staticmethod
+    def to_ints(values: Sequence[torch.Tensor]) -> tuple[int, ...]:
+        return tuple(int(v) for v in torch.stack(list(values)).cpu().tolist())
+
+    @staticmethod
+    def assign(dst: torch.Tensor, src: torch.Tensor) -> None:
+        dst.copy_(src)
+
+
+TORCH_OPS = TorchOps()
 
 
 def weight_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
@@ -66,19 +95,11 @@ def weight_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 
 def _bottom_k_torch(scores: torch.Tensor, pruned: torch.Tensor,
                     k: int) -> tuple[torch.Tensor, float]:
-    """`evospike.pruning.bottom_k` on tensors: the same ranking (score, then already-pruned
-    first, then index) by two stable sorts."""
-    n = scores.numel()
-    out = torch.zeros(n, dtype=torch.bool, device=scores.device)
-    if k == 0:
-        return out, math.nan
-    order = torch.argsort((~pruned).to(torch.int8), stable=True)  # pruned first, by index
-    order = order[torch.argsort(scores[order], stable=True)]
-    out[order[:k]] = True
-    return out, float(scores[order[k - 1]])
+    """`evospike.pruning.bottom_k` on tensors (the same kernel, on their device)."""
+    return select_bottom_k(scores.reshape(-1), pruned.reshape(-1), k, TORCH_OPS)
 
 
-class TerminalAttractorOptimizer(PruningHistory):
+class TerminalAttractorOptimizer(PrunerCore):
     """Wrap ``optimizer`` with terminal-attractor dynamic pruning of ``pruned``.
 
     ``pruned``: the parameters to prune, by name (a mapping or ``(name, parameter)`` pairs, e.g.
@@ -96,15 +117,12 @@ class TerminalAttractorOptimizer(PruningHistory):
     """
 
     KIND = "TerminalAttractorOptimizer"
+    ops = TORCH_OPS
 
     def __init__(self, optimizer: torch.optim.Optimizer,
                  pruned: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]], *,
                  name: str = "pruning", **params: object):
-        if not isinstance(name, str) or not name:
-            raise ValidationError(self.KIND, str(name), "name", "must be a non-empty string",
-                                  name)
-        self.name = name
-        self.params = validate_parameters(self.KIND, name, **{**DEFAULTS, **params})
+        self._init_rule(name, params)
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValidationError(self.KIND, name, "optimizer",
                                   "must be a torch.optim.Optimizer", type(optimizer).__name__)
@@ -140,15 +158,6 @@ class TerminalAttractorOptimizer(PruningHistory):
         self.n_total = int(sum(p.numel() for p in self._pruned.values()))
         self.masks = {k: torch.ones_like(p, dtype=torch.bool) for k, p in self._pruned.items()}
         self.shadow = {k: torch.zeros_like(p) for k, p in self._pruned.items()}
-        self.scores: dict[str, torch.Tensor] | None = None
-        self.schedule = PruningSchedule(self.params["r_target"], self.params["warmup_steps"],
-                                        self.params["tau_steps"],
-                                        self.params["lambda_stability"],
-                                        self.params["loss_window"])
-        self.t = 0
-        self.threshold = math.nan
-        self.history: list[PruningRecord] = []
-        self._n_pruned = 0
 
     # -- optimizer protocol --------------------------------------------------------------
     @property
@@ -163,14 +172,6 @@ class TerminalAttractorOptimizer(PruningHistory):
     def pruned_parameters(self) -> dict[str, torch.Tensor]:
         return dict(self._pruned)
 
-    @property
-    def n_pruned(self) -> int:
-        return self._n_pruned
-
-    @property
-    def pruned_fraction(self) -> float:
-        return self._n_pruned / self.n_total
-
     @torch.no_grad()
     def apply_masks(self) -> None:
         """Set pruned weights to 0 again (after loading weights into the model, say)."""
@@ -182,92 +183,25 @@ class TerminalAttractorOptimizer(PruningHistory):
     def step(self, loss: float | torch.Tensor) -> PruningRecord:
         """One training step at loss E = ``loss`` (the loss whose gradients are in ``.grad``);
         see the module docstring for the order of operations."""
-        p = self.params
         e = _check_loss(self.KIND, self.name, loss.detach() if isinstance(
             loss, torch.Tensor) else loss)
         for k, param in self._pruned.items():
             if param.grad is None:
                 raise ValidationError(self.KIND, self.name, f"pruned['{k}'].grad",
                                       "is None: call loss.backward() before step()")
-        self.schedule.observe(e)
+        self._observe(e, self._pruned, {k: q.grad for k, q in self._pruned.items()})
 
-        # saliency at the weights and gradients of this step
-        now = {}
-        for k, param in self._pruned.items():
-            mask = self.masks[k]
-            s = (torch.where(mask, param, self.shadow[k]) * param.grad).abs()
-            if not p["regrowth"]:
-                s = s.masked_fill(~mask, -math.inf)
-            now[k] = s
-        if self.scores is None:
-            self.scores = now
-        else:
-            rho = p["saliency_momentum"]
-            for k, s in now.items():
-                live = torch.isfinite(s)
-                ema = self.scores[k]
-                # torch.where evaluates both sides; -inf * rho stays -inf, never NaN
-                self.scores[k] = torch.where(live, rho * ema.masked_fill(~live, 0.0)
-                                             + (1 - rho) * s.masked_fill(~live, 0.0), s)
-
-        # gradients of pruned entries do not drive any update
+        # gradients of pruned entries do not drive any update (in .grad itself, so that the
+        # base optimizer's momentum does not build up behind a pruned weight either)
         for k, param in self._pruned.items():
             param.grad.mul_(self.masks[k])
-        grads = [q for g in self.optimizer.param_groups for q in g["params"]
-                 if q.grad is not None]
-        norm_sq = float(torch.stack([(q.grad.double() ** 2).sum() for q in grads]).sum()
-                        .cpu()) if grads else 0.0
-        if not math.isfinite(norm_sq):
-            raise EvoSpikeError(f"{self.KIND} '{self.name}': the gradient is not finite "
-                                f"(|g|^2 = {norm_sq}) at step {self.t}")
-        coef = p["attractor_lr"] * attractor_coefficient(
-            e, norm_sq, gamma=p["gamma"], beta=p["beta"], eps=p["eps"],
-            clip_norm=p["clip_norm"], fade_k=p["fade_k"])
-        if coef:
-            # the attractor displacement is computed at w_t, like the base step (Eq. 4.15)
-            for q in grads:
-                q.add_(q.grad, alpha=-coef)
+        params = [q for g in self.optimizer.param_groups for q in g["params"]
+                  if q.grad is not None]
+        # the attractor displacement is computed at w_t, like the base step (Eq. 4.15)
+        coef, norm_sq = self._attract(e, params, [q.grad for q in params])
         self.optimizer.step()
         self.apply_masks()
-
-        rate = self.schedule.rate(self.t)
-        n_regrown = n_new = 0
-        if self.t % p["update_interval"] == 0:
-            n_regrown, n_new = self._update_masks(rate)
-        record = PruningRecord(self.t, e, self.schedule.alpha, rate, self.pruned_fraction,
-                               self.threshold, self._n_pruned, n_regrown, n_new,
-                               coef * math.sqrt(norm_sq))
-        self.history.append(record)
-        self.t += 1
-        return record
-
-    def _update_masks(self, rate: float) -> tuple[int, int]:
-        keys = list(self._pruned)
-        flat = torch.cat([self.scores[k].reshape(-1) for k in keys]).double()
-        if bool(torch.isnan(flat).any()):
-            bad = next(k for k in keys if bool(torch.isnan(self.scores[k]).any()))
-            raise EvoSpikeError(f"{self.KIND} '{self.name}': the saliency of '{bad}' is NaN "
-                                f"at step {self.t} (a NaN weight or gradient)")
-        was_pruned = torch.cat([~self.masks[k].reshape(-1) for k in keys])
-        k_prune = _kept_count(rate, self.n_total)
-        if not self.params["regrowth"]:
-            k_prune = max(k_prune, self._n_pruned)  # nothing comes back
-        new_pruned, self.threshold = _bottom_k_torch(flat, was_pruned, k_prune)
-        counts = []
-        offset = 0
-        for k in keys:
-            param, mask = self._pruned[k], self.masks[k]
-            pruned_k = new_pruned[offset:offset + param.numel()].view(param.shape)
-            offset += param.numel()
-            newly = pruned_k & mask
-            regrown = ~pruned_k & ~mask
-            self.shadow[k] = torch.where(newly, param, self.shadow[k])
-            param.copy_(torch.where(regrown, self.shadow[k], param.masked_fill(newly, 0.0)))
-            self.masks[k] = ~pruned_k
-            counts.append(torch.stack([regrown.sum(), newly.sum()]))
-        n_regrown, n_new = (int(v) for v in torch.stack(counts).sum(0).cpu())
-        self._n_pruned = k_prune
-        return n_regrown, n_new
+        return self._finish(e, self._pruned, coef, norm_sq)
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -295,10 +229,7 @@ class TerminalAttractorOptimizer(PruningHistory):
                                   state.get("names"))
         self.optimizer.load_state_dict(state["base"])
         self.params = validate_parameters(self.KIND, self.name, **state["params"])
-        self.schedule = PruningSchedule(self.params["r_target"], self.params["warmup_steps"],
-                                        self.params["tau_steps"],
-                                        self.params["lambda_stability"],
-                                        self.params["loss_window"])
+        self.schedule = self._new_schedule()
         for loss in state["window"]:
             self.schedule.observe(loss)
         for k, param in self._pruned.items():

@@ -9,24 +9,20 @@ from pathlib import Path
 import pytest
 
 from evospike.backends import get_backend
+from evospike.conformance.backends import CONFIGS as _CONFORMANCE
+from evospike.conformance.backends import FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: test id -> (backend name, options)
-BACKENDS = {
-    "torch-eager": ("torch", {"engine": "eager"}),
-    "torch-native": ("torch", {"engine": "native"}),
-    "brian2": ("brian2", {"target": "numpy"}),
-}
+#: test id -> (backend name, options): the conformance suite's configurations that the process
+#: tests run on (evospike.conformance.backends is the one list; its fixed-point columns run
+#: only their own bit-exact comparisons, in tests/test_conformance.py)
+BACKENDS = {c.id: (c.backend, {k: v for k, v in c.options.items() if k != "precision"})
+            for c in _CONFORMANCE.values() if c.in_process_tests}
 
-#: what a conformance test may require of a backend: the precisions `run_on` accepts
-FEATURES = ("float32", "float64", "fixed")
-
-#: backend test id -> {feature: reason it is not supported}
-UNSUPPORTED = {
-    "brian2": {"float32": "Brian2's runtime mode computes in float64",
-               "fixed": "Brian2 has no fixed-point (Loihi integer) mode"},
-}
+#: backend test id -> {feature: reason it is not supported}, declared in evospike.conformance
+UNSUPPORTED = {c.id: dict(c.gaps) for c in _CONFORMANCE.values()
+               if c.in_process_tests and c.gaps}
 
 
 @pytest.fixture(params=list(BACKENDS))

@@ -279,15 +279,7 @@ def test_import_evospike_loads_no_framework():
 #: import cycles that exist and are not ours to untangle here, each with why it is there.
 #: The test fails on any other cycle, and on one of these that grew or is gone (then remove
 #: it from this list).
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({
-        "backends/torch/processes.py", "backends/torch/structural.py",
-        "backends/torch/structure.py", "backends/torch/energy_budget.py",
-        "backends/torch/gating.py", "backends/torch/apoptosis.py", "backends/torch/memory.py",
-    }): "processes.py defines TorchProcess and fills PROCESS_COMPILERS by importing, at its "
-        "end, the modules that subclass TorchProcess (issue 14: one registry per backend "
-        "replaces this)",
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def _reachable(graph: dict[str, set[str]], v: str) -> set[str]:

@@ -145,9 +145,10 @@ def _interrupted_cli_run(tmp_path, signum: int) -> tuple[int, str, Results]:
                                 stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
         try:
             deadline = time.monotonic() + 180
-            # the progress bar shows once the simulation has run for two seconds
-            while "brian2 trial 0" not in log.read_text() and proc.poll() is None:
-                assert time.monotonic() < deadline, "no progress bar after 180 s"
+            # wait for 1 % (10 000 steps): the progress bar shows 0 % from the start
+            while (not re.search(r"trial 0: +[1-9]\d*%", log.read_text())
+                   and proc.poll() is None):
+                assert time.monotonic() < deadline, "no progress after 180 s"
                 time.sleep(0.2)
             assert proc.poll() is None, log.read_text()
             proc.send_signal(signum)
@@ -205,3 +206,35 @@ def test_cython_compilation_is_announced_once(capsys, monkeypatch):
     brian2_runner.compile_notice("cython", True)
     err = capsys.readouterr().err
     assert err.count("compiling Brian2 code with Cython") == 1
+
+
+# ------------------------------------------------------------------------------ validate
+@pytest.mark.parametrize("interrupted", ["candidate", "reference"])
+def test_validate_stops_at_an_interrupted_run(monkeypatch, interrupted):
+    """Nothing is judged on incomplete results, and an interrupted candidate does not start
+    the reference (minutes of Brian2 for nothing)."""
+    from evospike.validation import runs
+
+    started = []
+
+    class Backend:
+        def __init__(self, name):
+            self.name = name
+
+        def compile(self, net, seeds, progress, **options):
+            started.append(self.name)
+            return self
+
+        def run(self, duration_ms):
+            meta = {"dt_ms": 0.1, "n_steps": 10, "n_trials": 1, "seeds": np.array([0]),
+                    "complete": self.name != interrupted}
+            return Results(meta)
+
+    monkeypatch.setattr(runs, "get_backend",
+                        lambda name: Backend("candidate" if name == "torch" else "reference"))
+    with pytest.raises(KeyboardInterrupt, match=f"{interrupted} run"):
+        runs.run_pair(_poisson_network, candidate="torch", reference="brian2",
+                      duration_ms=1.0, seed=0, n_reference_seeds=2, candidate_options={},
+                      reference_options={})
+    assert started == (["candidate"] if interrupted == "candidate" else
+                       ["candidate", "reference"])

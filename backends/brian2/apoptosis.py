@@ -31,6 +31,7 @@ import numpy as np
 from evospike.errors import UnsupportedError
 from evospike.ir.apoptosis import Apoptosis
 
+from .registry import NODE_BUILDERS
 from .schedule import order_of
 
 
@@ -135,6 +136,7 @@ def apoptosis_objects(b2, group, em, node: Apoptosis, net) -> list:
                                 order=order_of(net, node.name, 0))]
 
 
+@NODE_BUILDERS.register(Apoptosis, population_hook=(apoptosis_edit, apoptosis_objects))
 def build_apoptosis(b2, node: Apoptosis, net, built) -> object:
     reason = refusal(node, net)
     if reason is None and b2.get_device().__class__.__name__ != "RuntimeDevice":

@@ -1,42 +1,38 @@
-"""IR -> Brian2 objects. One builder per IR node type (`NODE_BUILDERS`); every node Brian2 cannot
-carry is listed by `refusals` before anything runs."""
+"""IR -> Brian2 objects. One builder per IR node kind, registered in the backend's one registry
+(`backends/brian2/registry.py`, ``build(b2, node, network, built)``); the process modules
+register their own builders, and importing them here is what fills the registry. Every node
+Brian2 cannot carry is listed by `refusals` before anything runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from evospike.ir.memory import MemoryTiers
-from evospike.ir.modulators import Modulator
 from evospike.ir.network import Network
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CurrentInput,
     PoissonSource,
     Population,
     Projection,
+    SpikeMonitor,
     SpikeTimesSource,
+    StateMonitor,
+    WeightMonitor,
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
 from evospike.realize import initial_state, spike_time_steps
 
-from . import apoptosis as _apoptosis
-from . import energy_budget as _energy
-from . import gating as _gating
+# the modules that register their process kinds' builders (imported for that)
+from . import apoptosis, energy_budget, gating, structural  # noqa: F401
 from .equations import EmittedModel, emit, unsupported_reason
 from .memory import monitored_variable as tiers_monitored_variable
 from .memory import tiers_model, tiers_objects, tiers_of
-from .processes import (
-    add_homeostasis,
-    build_metaplasticity,
-    build_modulator,
-    homeostasis_code,
-    plastic_synapse_code,
-    scaling_code,
-)
+from .processes import add_homeostasis, homeostasis_code, plastic_synapse_code, scaling_code
+from .registry import DEFAULT_PHASE, NODE_BUILDERS
 from .schedule import order_of, record_order
-from .structural import StructuralPlasticity, build_structural
 
 
 @dataclass
@@ -90,13 +86,24 @@ def object_name(kind: str, net: Network, node: str) -> str:
     return f"evospike_{kind}{list(table[kind]).index(node)}"
 
 
+# the neuron models `equations.emit` writes; currents and monitors are the runner's and
+# build_population's; a rule is built with its projection (build_projection), as are memory
+# tiers (backends/brian2/memory.py)
+NODE_BUILDERS.carry(LIF, AdaptiveLIF, CubaLIF, Izhikevich, AdEx)
+NODE_BUILDERS.carry(CurrentInput, SpikeMonitor, StateMonitor, WeightMonitor)
+NODE_BUILDERS.carry(STDP, RewardModulatedSTDP, MemoryTiers)
+# TerminalAttractorPruning has no builder: refused by name (`refusals`)
+
+
+@NODE_BUILDERS.register(Population)
 def build_population(b2, pop: Population, net: Network, built: Built) -> None:
     em = emit(pop.model)
     # processes that live in this population's own equations edit its model first
-    hooked = [node for node in net.processes.values()
-              if getattr(node, "population", None) == pop.name and type(node) in POPULATION_HOOKS]
-    for node in hooked:
-        POPULATION_HOOKS[type(node)][0](em, node, net)
+    hooked = [(node, hook) for node in net.processes.values()
+              if getattr(node, "population", None) == pop.name and
+              (hook := NODE_BUILDERS.extra(node, "population_hook")) is not None]
+    for node, (edit, _) in hooked:
+        edit(em, node, net)
     kwargs = {"method": em.method} if em.method else {}
     if em.refractory:
         kwargs["refractory"] = em.refractory
@@ -133,13 +140,14 @@ def build_population(b2, pop: Population, net: Network, built: Built) -> None:
         objects.append(group.run_regularly(f"i_ext = i_const + {table}(t, i)", when="start"))
     if em.step_code:
         objects.append(group.run_regularly(em.step_code, when="groups", order=1))
-    for node in hooked:
-        objects += POPULATION_HOOKS[type(node)][1](b2, group, em, node, net)
+    for node, (_, make_objects) in hooked:
+        objects += make_objects(b2, group, em, node, net)
     built.groups[pop.name] = group
     built.emitted[pop.name] = em
     built.network.add(*objects)
 
 
+@NODE_BUILDERS.register(PoissonSource, SpikeTimesSource)
 def build_source(b2, src, net: Network, built: Built) -> None:
     if isinstance(src, SpikeTimesSource):
         steps, neurons = spike_time_steps(src, net.dt_ms)
@@ -152,6 +160,7 @@ def build_source(b2, src, net: Network, built: Built) -> None:
     built.network.add(group)
 
 
+@NODE_BUILDERS.register(Projection)
 def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
     pre = built.groups.get(proj.pre) or built.sources[proj.pre]
     post = built.groups[proj.post]
@@ -206,70 +215,22 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
     built.network.add(syn)
 
 
-NODE_BUILDERS: dict[type, Callable] = {
-    Population: build_population,
-    PoissonSource: build_source,
-    SpikeTimesSource: build_source,
-    Projection: build_projection,
-    STDP: None,  # built with its projection (build_projection)
-    RewardModulatedSTDP: None,  # likewise
-    Modulator: build_modulator,
-    Homeostasis: None,  # built into its population's equations (build_population)
-    Metaplasticity: build_metaplasticity,
-}
-NODE_BUILDERS[MemoryTiers] = None  # built with its projection (backends/brian2/memory.py)
-
-
 def _homeostasis_objects(b2, group, em, node: Homeostasis, net: Network) -> list:
     code = homeostasis_code(node, net.dt_ms, em.state_units.get("v") == "mV")
     return [group.run_regularly(code, when="end", order=order_of(net, node.name, 1))]
 
 
-#: process kind -> (edit(em, node, net), objects(b2, group, em, node, net) -> [Brian2 objects])
-#: for processes whose state lives in a population's own equations (their node's
-#: ``population``): ``edit`` changes the emitted model before the NeuronGroup exists (extra
-#: variables, threshold, reset), ``objects`` adds what runs on the group (run_regularly, ...)
-POPULATION_HOOKS: dict[type, tuple[Callable, Callable]] = {
-    Homeostasis: (lambda em, node, net: add_homeostasis(em, node), _homeostasis_objects),
-}
-
-#: process kind -> the order it is built in, after populations and sources and before the
-#: projections (a process reading another's state is built after it); default 50
-BUILD_PHASE: dict[type, int] = {Modulator: 10, Metaplasticity: 20}
-# apoptosis (backends/brian2/apoptosis.py): variables in the population's equations, the
-# evaluation as a network operation
-NODE_BUILDERS[_apoptosis.Apoptosis] = _apoptosis.build_apoptosis
-POPULATION_HOOKS[_apoptosis.Apoptosis] = (_apoptosis.apoptosis_edit,
-                                          _apoptosis.apoptosis_objects)
-
-# structural plasticity: edited between run segments (structural.py); terminal-attractor
-# pruning has no builder, so it is refused by name
-NODE_BUILDERS[StructuralPlasticity] = build_structural
-
-# participation and energy budgets (backends/brian2/gating.py, backends/brian2/energy_budget.py):
-# masks in the population's equations, the end-of-step update as a network operation
-NODE_BUILDERS.update({_gating.EpigeneticGate: _gating.build_gate,
-                      _gating.NeuromodulatedParticipation: _gating.build_participation,
-                      _energy.EnergyBudget: _energy.build_energy,
-                      _energy.GlobalEnergyBudget: _energy.build_global_energy})
-POPULATION_HOOKS.update({
-    _gating.EpigeneticGate: (_gating.gate_edit, _gating.gate_objects),
-    _gating.NeuromodulatedParticipation: (_gating.participation_edit,
-                                          _gating.participation_objects),
-    _energy.EnergyBudget: (_energy.energy_edit, _energy.energy_objects)})
-BUILD_PHASE.update({_gating.EpigeneticGate: 30, _gating.NeuromodulatedParticipation: 30,
-                    _energy.EnergyBudget: 30, _energy.GlobalEnergyBudget: 40})
+# homeostasis lives in its population's equations (no builder of its own)
+NODE_BUILDERS.carry(Homeostasis, population_hook=(
+    lambda em, node, net: add_homeostasis(em, node), _homeostasis_objects))
 
 
 def refusals(net: Network) -> list[str]:
     """Every node the Brian2 backend cannot carry, with the reason (empty: it runs)."""
-    out = []
-    for node in [*net.populations.values(), *net.sources.values(), *net.projections.values(),
-                 *net.plasticity.values(), *net.processes.values()]:
-        if type(node) not in NODE_BUILDERS:
-            out.append(f"{type(node).__name__} '{node.name}': no Brian2 builder for this node "
-                       "type")
+    out = NODE_BUILDERS.refusals(net)
     for pop in net.populations.values():
+        if not NODE_BUILDERS.carries(pop.model):
+            continue  # refused by name above
         reason = unsupported_reason(pop.model)
         if reason:
             out.append(f"Population '{pop.name}' ({pop.model.kind}): {reason}")
@@ -302,17 +263,17 @@ def _sample_clock(b2, built: Built, every_steps: int, monitor: str) -> object:
 
 def build_trial(b2, net: Network, seed: int) -> Built:
     built = Built(seed, b2.Network(), clock=b2.Clock(net.dt_ms * b2.ms, name="evospike_clock"))
-    for pop in net.populations.values():
-        NODE_BUILDERS[type(pop)](b2, pop, net, built)
-    for src in net.sources.values():
-        NODE_BUILDERS[type(src)](b2, src, net, built)
+    for node in [*net.populations.values(), *net.sources.values()]:
+        NODE_BUILDERS.lookup(node)(b2, node, net, built)
     # modulators read populations and sources; metaplasticity reads modulators; plastic
-    # synapses read both
-    for proc in sorted(net.processes.values(), key=lambda p: BUILD_PHASE.get(type(p), 50)):
-        if NODE_BUILDERS[type(proc)] is not None:
-            NODE_BUILDERS[type(proc)](b2, proc, net, built)
+    # synapses read both (each kind's registered ``phase``)
+    for proc in sorted(net.processes.values(),
+                       key=lambda p: NODE_BUILDERS.extra(p, "phase", DEFAULT_PHASE)):
+        build = NODE_BUILDERS.lookup(proc)
+        if build is not None:
+            build(b2, proc, net, built)
     for proj in net.projections.values():
-        NODE_BUILDERS[type(proj)](b2, proj, net, built)
+        NODE_BUILDERS.lookup(proj)(b2, proj, net, built)
     for mon in net.spike_monitors:
         group = built.groups.get(mon.target) or built.sources[mon.target]
         built.spike_monitors[mon.target] = b2.SpikeMonitor(group, name=f"{group.name}_spikes")

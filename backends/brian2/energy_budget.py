@@ -19,6 +19,7 @@ from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget, spike_co
 from evospike.kernels import energy as kernels
 
 from .gating import add_fire_mask, require_runtime, spike_counter, take_counts
+from .registry import NODE_BUILDERS
 from .schedule import order_of
 
 
@@ -39,6 +40,7 @@ def energy_objects(b2, group, em, node: EnergyBudget, net) -> list:
     return []
 
 
+@NODE_BUILDERS.register(EnergyBudget, phase=30, population_hook=(energy_edit, energy_objects))
 def build_energy(b2, node: EnergyBudget, net, built) -> object:
     require_runtime(b2, node)
     group = built.groups[node.population]
@@ -75,6 +77,7 @@ def build_energy(b2, node: EnergyBudget, net, built) -> object:
     return group
 
 
+@NODE_BUILDERS.register(GlobalEnergyBudget, phase=40)
 def build_global_energy(b2, node: GlobalEnergyBudget, net, built) -> object:
     require_runtime(b2, node)
     group = b2.NeuronGroup(1, "energy_pj : 1\nspent_pj : 1", dt=net.dt_ms * b2.ms,

@@ -1,8 +1,8 @@
 """Brian2 objects for the participation processes (`evospike.ir.gating`) and the masks they
 share with the energy budgets (`backends/brian2/energy_budget.py`).
 
-The masks live in the target population's own equations (``POPULATION_HOOKS``), as variables
-(1.0: allowed, 0.0: not) written at the end of step n and read in step n + 1:
+The masks live in the target population's own equations (a registered ``population_hook``),
+as variables (1.0: allowed, 0.0: not) written at the end of step n and read in step n + 1:
 
 - an *integrate mask* ``M`` freezes a masked neuron: every state is saved before the state
   update (``before_groups``) and put back after it (``after_groups``) as
@@ -45,6 +45,7 @@ from evospike.ir.gating import (
 )
 from evospike.kernels import gating as kernels
 
+from .registry import NODE_BUILDERS
 from .schedule import order_of
 
 
@@ -120,6 +121,7 @@ def gate_objects(b2, group, em, node: EpigeneticGate, net) -> list:
     return integrate_mask_objects(group, "open", "gate", _states(net, node.population))
 
 
+@NODE_BUILDERS.register(EpigeneticGate, phase=30, population_hook=(gate_edit, gate_objects))
 def build_gate(b2, node: EpigeneticGate, net, built) -> object:
     require_runtime(b2, node)
     group = built.groups[node.population]
@@ -178,6 +180,8 @@ def participation_objects(b2, group, em, node: NeuromodulatedParticipation, net)
                                   _states(net, node.population))
 
 
+@NODE_BUILDERS.register(NeuromodulatedParticipation, phase=30,
+                        population_hook=(participation_edit, participation_objects))
 def build_participation(b2, node: NeuromodulatedParticipation, net, built) -> object:
     require_runtime(b2, node)
     group = built.groups[node.population]

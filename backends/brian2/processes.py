@@ -21,6 +21,7 @@ from evospike.ir.modulators import (
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
 
+from .registry import NODE_BUILDERS
 from .schedule import order_of
 
 
@@ -58,6 +59,7 @@ def scaling_code(h: Homeostasis, dt_ms: float, rule: STDP | None) -> str:
     return f"w = clip(w * {factor}, w_min, w_max)"
 
 
+@NODE_BUILDERS.register(Modulator, phase=10)
 def build_modulator(b2, mod: Modulator, net, built) -> object:
     """A one-neuron group holding the level; spike counts arrive through synapses during the
     step, the update runs at its end."""
@@ -118,6 +120,7 @@ def build_modulator(b2, mod: Modulator, net, built) -> object:
     return group
 
 
+@NODE_BUILDERS.register(Metaplasticity, phase=20)
 def build_metaplasticity(b2, meta: Metaplasticity, net, built) -> object:
     dt = net.dt_ms * b2.ms
     group = b2.NeuronGroup(1, "value : 1\nbaseline : 1\nlevel_m : 1 (linked)", dt=dt,

@@ -5,11 +5,14 @@ C++ standalone generates, compiles and runs one whole program per `run` call, so
 from __future__ import annotations
 
 import logging
+import os
 import platform
+import re
 import sys
 import tempfile
 import time
 from dataclasses import replace
+from typing import NoReturn
 
 import numpy as np
 
@@ -35,6 +38,17 @@ def compile_notice(target: str, show: bool) -> None:
         _cython_notice_shown = True
         print("brian2: compiling Brian2 code with Cython (cached afterwards; the first time "
               "takes ~1 min)", file=sys.stderr, flush=True)
+
+
+def _standalone_failure(exc: RuntimeError, directory: str) -> NoReturn:
+    """Brian2's RuntimeError from building or running the C++ program, as what it means:
+    make killed by Ctrl-C (os.system's raw wait status is the signal) is an interruption,
+    anything else one line naming the project folder."""
+    status = re.search(r"error code: (\d+)", str(exc))
+    if status and os.WIFSIGNALED(int(status[1])):
+        raise KeyboardInterrupt("the C++ standalone compilation was interrupted") from None
+    raise EvoSpikeError(f"brian2 backend: C++ standalone failed: {exc} (project folder "
+                        f"{directory})") from None
 
 
 class _Stopped(Exception):
@@ -102,10 +116,13 @@ class Brian2Runner:
             return None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=100, unit="%", desc=label, leave=False, delay=2.0)
-        bars.append(bar)  # closed by run(), also when the trial stops early
-
         def report(elapsed, completed, start, duration):
+            # the bar starts at Brian2's first report, after the code was compiled, so that
+            # its rate and time left are the simulation's
+            if not bars or bars[-1][0] != label or bars[-1][1].disable:  # closed
+                bars.append((label, tqdm(total=100, unit="%", desc=label, leave=False,
+                                         delay=2.0)))
+            bar = bars[-1][1]
             bar.n = round(100 * float(completed))
             bar.refresh()
             if completed >= 1.0:
@@ -153,7 +170,7 @@ class Brian2Runner:
             # handler would swallow every later Ctrl-C of this process
             b2.Network._globally_running = False
         finally:
-            for bar in bars:
+            for _, bar in bars:
                 bar.close()
             self.wall_time_s += time.perf_counter() - t0
         if stopped:
@@ -221,7 +238,10 @@ class Brian2Runner:
             if show:
                 print("brian2: generating and compiling a C++ program for this run (about a "
                       "minute; standalone builds are not cached)", file=sys.stderr, flush=True)
-            b2.device.build(directory=directory, compile=True, run=True, debug=False)
+            try:
+                b2.device.build(directory=directory, compile=True, run=True, debug=False)
+            except RuntimeError as exc:
+                _standalone_failure(exc, directory)
             self.trials = [built]
             fraction = float(b2.device._last_run_completed_fraction)
             self.step = min(n_steps, int(round(fraction * n_steps)))
@@ -234,6 +254,7 @@ class Brian2Runner:
             self.build_time_s = self.wall_time_s - self.standalone_run_time_s
             return self.results()
         finally:
+            b2.Network._globally_running = False  # left set when the program's run raised
             b2.device.reinit()
             b2.device.activate()
             b2.set_device("runtime")

@@ -30,7 +30,10 @@ import numpy as np
 from evospike.errors import UnsupportedError
 from evospike.ir.structural import StructuralPlasticity, plan_update
 
+from .registry import NODE_BUILDERS
 
+
+@NODE_BUILDERS.register(StructuralPlasticity)
 def build_structural(b2, node: StructuralPlasticity, net, built) -> object:
     """The group holding ``n_synapses`` and the spike counters; the Synapses themselves are
     edited by `run_segmented`."""

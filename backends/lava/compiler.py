@@ -1,7 +1,9 @@
 """IR -> a plain description of Lava processes (the job file the worker builds them from).
 
-One checker per IR node type (`NODE_COMPILERS`); a node type without one, or a node its checker
-rejects, is listed by `refusals` before anything runs. What maps:
+One checker per IR node kind, in the backend's one registry (`NODE_COMPILERS`, with one
+signature: ``check(node, network, select_tag) -> reasons it cannot be carried``); a node kind
+without one, or a node its checker rejects, is listed by `refusals` before anything runs. What
+maps:
 
 - `CubaLIF` population -> Lava ``LIF`` (``LIFRefractory`` for a refractory period of two steps
   or more; Lava 0.10 has it only in floating point, so in fixed_pt the worker runs it with
@@ -20,7 +22,7 @@ rejects, is listed by `refusals` before anything runs. What maps:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,7 +30,7 @@ from evospike.hardware.loihi import learning, three_factor
 from evospike.hardware.loihi.constants import MAX_LAVA_DELAY
 from evospike.ir.modulators import Modulator
 from evospike.ir.network import Network
-from evospike.ir.neurons import LIF, CubaLIF
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CurrentInput,
     PoissonSource,
@@ -41,9 +43,13 @@ from evospike.ir.nodes import (
 )
 from evospike.ir.plasticity import STDP, RewardModulatedSTDP
 from evospike.realize import current_is_constant, initial_state, poisson_events, spike_time_steps
+from evospike.registry import Registry
 from evospike.units import steps_of
 
 SELECT_TAGS = ("fixed_pt", "floating_pt")
+
+#: IR node kind -> check(node, network, select_tag) -> reasons it cannot be carried
+NODE_COMPILERS = Registry("lava", "compiler")
 #: Loihi 2 axonal delay range: DelaySparse's fixed-point model accepts Lava delays 0..63
 MAX_LAVA_DELAY_FIXED = MAX_LAVA_DELAY
 
@@ -142,17 +148,24 @@ def _refractory_steps(model: CubaLIF, pop: str, dt_ms: float) -> np.ndarray:
                      for t in taus])
 
 
+# neuron models: CubaLIF is Lava's LIF; plain LIF is converted to it before the check (in
+# fixed_pt evospike.fixed_point reduces it exactly, or refuses it naming why)
+NODE_COMPILERS.carry(CubaLIF, LIF)
+NODE_COMPILERS.refuse(AdaptiveLIF, "adaptive thresholds have no Lava LIF counterpart")
+NODE_COMPILERS.refuse(Izhikevich, "Lava has no Izhikevich neuron process")
+NODE_COMPILERS.refuse(AdEx, "Lava has no adaptive exponential integrate-and-fire process")
+
+
+@NODE_COMPILERS.register(Population)
 def _check_population(pop: Population, net: Network, tag: str) -> list[str]:
     model = pop.model
-    if tag == "fixed_pt" and type(model) is LIF:
-        return []  # evospike.fixed_point reduces it exactly, or refuses it naming why
-    if not isinstance(model, CubaLIF):
-        why = {
-            "AdaptiveLIF": "adaptive thresholds have no Lava LIF counterpart",
-            "Izhikevich": "Lava has no Izhikevich neuron process",
-            "AdEx": "Lava has no adaptive exponential integrate-and-fire process",
-        }.get(model.kind, "Lava's LIF process is the CUBA-LIF neuron")
-        return [f"Population '{pop.name}': {model.kind} neurons ({why})"]
+    if type(model) is not CubaLIF:
+        # plain LIF: fixed_pt reduces it (evospike.fixed_point); floating_pt converts it
+        # first (convert.to_loihi_lif); another kind is refused by the registry, by name
+        if type(model) is LIF and tag != "fixed_pt":
+            return [f"Population '{pop.name}': LIF neurons (Lava's LIF process is the "
+                    "CUBA-LIF neuron)"]
+        return []
     out = []
     for name in ("du", "dv"):
         arr = np.atleast_1d(np.asarray(getattr(model, name), dtype=np.float64))
@@ -173,6 +186,7 @@ def _check_population(pop: Population, net: Network, tag: str) -> list[str]:
     return out
 
 
+@NODE_COMPILERS.register(Projection)
 def _check_projection(proj: Projection, net: Network, tag: str) -> list[str]:
     out = []
     if proj.target == "v" and proj.n_synapses:
@@ -184,10 +198,12 @@ def _check_projection(proj: Projection, net: Network, tag: str) -> list[str]:
     return out
 
 
+@NODE_COMPILERS.register(PoissonSource, SpikeTimesSource)
 def _check_source(src, net: Network, tag: str) -> list[str]:
     return []
 
 
+@NODE_COMPILERS.register(CurrentInput)
 def _check_current(cur: CurrentInput, net: Network, tag: str) -> list[str]:
     if current_is_constant(cur):
         return []
@@ -195,10 +211,12 @@ def _check_current(cur: CurrentInput, net: Network, tag: str) -> list[str]:
             "constant bias; only constant currents from time 0 map onto it)"]
 
 
+@NODE_COMPILERS.register(SpikeMonitor)
 def _check_spike_monitor(mon: SpikeMonitor, net: Network, tag: str) -> list[str]:
     return []
 
 
+@NODE_COMPILERS.register(StateMonitor)
 def _check_state_monitor(mon: StateMonitor, net: Network, tag: str) -> list[str]:
     if isinstance(net.processes.get(mon.target), Modulator) and mon.variable == "level":
         return []  # RewardModulatedSTDP: computed on the host (three_factor)
@@ -208,52 +226,23 @@ def _check_state_monitor(mon: StateMonitor, net: Network, tag: str) -> list[str]
     return []
 
 
-#: IR node type -> checker(node, network, select_tag) -> reasons it cannot be carried
-NODE_COMPILERS: dict[type, Callable[..., list[str]]] = {
-    Population: _check_population,
-    Projection: _check_projection,
-    PoissonSource: _check_source,
-    SpikeTimesSource: _check_source,
-    CurrentInput: _check_current,
-    SpikeMonitor: _check_spike_monitor,
-    StateMonitor: _check_state_monitor,
-    # STDP (evospike.hardware.loihi.learning): LearningDense with a Loihi2FLearningRule
-    STDP: lambda node, net, tag: learning.stdp_refusals(node, net, tag),
-    WeightMonitor: lambda node, net, tag: learning.weight_monitor_refusals(node, net, tag),
-    # RewardModulatedSTDP (evospike.hardware.loihi.three_factor): Loihi3FLearningRule, the
-    # reward sent by the post-synaptic neuron, fixed_pt
-    RewardModulatedSTDP: lambda node, net, tag: learning.stdp_refusals(node, net, tag),
-    Modulator: lambda node, net, tag: three_factor.modulator_refusals(node, net, tag),
-}
-
-_WHY_NOT: dict[str, str] = {}
-
-
-def _nodes(network: Network):
-    """Every IR node of ``network``, whatever field holds it (new node kinds included)."""
-    for f in fields(network):
-        value = getattr(network, f.name)
-        if isinstance(value, dict):
-            yield from value.values()
-        elif isinstance(value, list):
-            yield from value
-
-
-def _label(node) -> str:
-    name = getattr(node, "name", None) or getattr(node, "target", None)
-    return f"{type(node).__name__} '{name}'"
+# STDP (evospike.hardware.loihi.learning): LearningDense with a Loihi2FLearningRule;
+# RewardModulatedSTDP (evospike.hardware.loihi.three_factor): Loihi3FLearningRule, the reward
+# sent by the post-synaptic neuron, fixed_pt
+NODE_COMPILERS.register(STDP, RewardModulatedSTDP)(learning.stdp_refusals)
+NODE_COMPILERS.register(WeightMonitor)(learning.weight_monitor_refusals)
+NODE_COMPILERS.register(Modulator)(three_factor.modulator_refusals)
 
 
 def refusals(network: Network, select_tag: str = "fixed_pt") -> list[str]:
-    """Every node of ``network`` (as Lava would run it) that the backend cannot carry, and why."""
-    out = []
-    for node in _nodes(network):
-        checker = NODE_COMPILERS.get(type(node))
-        if checker is None:
-            why = _WHY_NOT.get(type(node).__name__, "the lava backend has no compiler for it")
-            out.append(f"{_label(node)}: {why}")
-        else:
-            out.extend(checker(node, network, select_tag))
+    """Every node of ``network`` (as Lava would run it) that the backend cannot carry, and why:
+    kinds it has no checker for, by name, then what each node's checker rejects."""
+    out = NODE_COMPILERS.refusals(network)
+    for node in network.nodes():
+        if NODE_COMPILERS.carries(node):
+            check = NODE_COMPILERS.lookup(node)
+            if check is not None:
+                out.extend(check(node, network, select_tag))
     return out
 
 

@@ -28,6 +28,7 @@ from evospike.realize import initial_state
 
 from . import structure
 from .processes import TorchProcess, set_masks
+from .registry import NODE_COMPILERS, CompileContext
 
 
 @dataclass
@@ -172,7 +173,9 @@ def _notify(cn, change) -> None:
             hook(cn, change)
 
 
-def compile_apoptosis(node: Apoptosis, net, trials: int, dtype, device) -> TApoptosis:
+@NODE_COMPILERS.register(Apoptosis)
+def compile_apoptosis(node: Apoptosis, net, ctx: CompileContext) -> TApoptosis:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     n = net.populations[node.population].size
     zeros = torch.zeros((trials, n), dtype=dtype, device=device)
     ints = torch.zeros((trials, n), dtype=torch.int64, device=device)

@@ -1,9 +1,10 @@
-"""IR -> torch tensors. One compiler per IR node type, registered in `NODE_COMPILERS`; a node
-type without one is refused before the run, listed with every other refusal."""
+"""IR -> torch tensors. One compile function per IR node kind, registered in the backend's one
+registry (`backends/torch/registry.py`, ``compile_fn(node, network, ctx)``); a kind without one
+is refused by name before the run, listed with every other refusal. The modules of the process
+kinds register their own functions; importing them here is what fills the registry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from evospike.dynamics import AdExStep, LinearStep, Step, one_step
 from evospike.errors import UnsupportedError
 from evospike.ir.network import Network
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CHANNELS,
     CurrentInput,
@@ -23,11 +25,13 @@ from evospike.ir.nodes import (
     StateMonitor,
     WeightMonitor,
 )
-from evospike.ir.plasticity import STDP, Homeostasis, RewardModulatedSTDP
+from evospike.ir.plasticity import STDP, RewardModulatedSTDP
 from evospike.ir.schedule import ranks as schedule_ranks
 from evospike.realize import current_is_constant, initial_state, spike_time_steps
 
-from .processes import PROCESS_COMPILERS
+# the modules that register the process kinds' compile functions (imported for that)
+from . import apoptosis, energy_budget, gating, memory, processes, structural  # noqa: F401
+from .registry import NODE_COMPILERS, CompileContext
 
 
 @dataclass
@@ -158,7 +162,15 @@ def _t(array, dtype, device) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
 
-def compile_population(pop: Population, net: Network, cfg: TorchConfig, dtype, device):
+# the neuron models `evospike.dynamics.one_step` updates; constant currents fold into the
+# population's constants, varying ones are the runner's; monitors are the runner's
+NODE_COMPILERS.carry(LIF, AdaptiveLIF, CubaLIF, Izhikevich, AdEx)
+NODE_COMPILERS.carry(CurrentInput, SpikeMonitor, StateMonitor, WeightMonitor)
+
+
+@NODE_COMPILERS.register(Population)
+def compile_population(pop: Population, net: Network, ctx: CompileContext) -> TPopulation:
+    cfg, dtype, device = ctx.cfg, ctx.dtype, ctx.device
     step = one_step(pop.model, pop.name, net.dt_ms)
     trials = len(cfg.seeds)
     inits = [initial_state(pop, seed) for seed in cfg.seeds]
@@ -212,14 +224,17 @@ def compile_population(pop: Population, net: Network, cfg: TorchConfig, dtype, d
     )
 
 
-def compile_source(src, net: Network, cfg: TorchConfig, dtype, device) -> TSource:
+@NODE_COMPILERS.register(PoissonSource, SpikeTimesSource)
+def compile_source(src, net: Network, ctx: CompileContext) -> TSource:
     out = TSource(src.name, src.size, src)
     if isinstance(src, SpikeTimesSource):
         out.fixed_steps, out.fixed_neurons = spike_time_steps(src, net.dt_ms)
     return out
 
 
-def compile_projection(proj: Projection, net: Network, cfg: TorchConfig, dtype, device):
+@NODE_COMPILERS.register(Projection)
+def compile_projection(proj: Projection, net: Network, ctx: CompileContext) -> TProjection:
+    device = ctx.device
     delays = proj.delays
     uniform = proj.n_synapses == 0 or bool(np.all(delays == delays[0]))
     max_delay = int(delays.max()) if proj.n_synapses else 1
@@ -228,16 +243,19 @@ def compile_projection(proj: Projection, net: Network, cfg: TorchConfig, dtype, 
         name=proj.name, pre=proj.pre, post=proj.post, n_pre=proj.n_pre, n_post=proj.n_post,
         indptr=_t(proj.indptr, torch.int64, device),
         indices=_t(proj.indices, torch.int32, device),
-        weights=_t(proj.weights, dtype, device),
+        weights=_t(proj.weights, ctx.dtype, device),
         delays=None if uniform else _t(delays, delay_dtype, device),
         uniform_delay=int(delays[0]) if proj.n_synapses else 1, max_delay=max_delay,
     )
 
 
-def compile_stdp(rule: STDP, net: Network, cfg: TorchConfig, dtype, device, proj: TProjection):
-    """Weights become per trial (each trial learns on its own); traces start at zero."""
+@NODE_COMPILERS.register(STDP, RewardModulatedSTDP)
+def compile_stdp(rule: STDP, net: Network, ctx: CompileContext) -> TPlastic:
+    """The rule's state on its projection (compiled already); the weights become per trial
+    (each trial learns on its own); traces start at zero."""
     ir_proj = net.projections[rule.projection]
-    trials = len(cfg.seeds)
+    proj, trials, dtype, device = ctx.projections[rule.projection], ctx.trials, ctx.dtype, \
+        ctx.device
     proj.weights = proj.weights.unsqueeze(0).repeat(trials, 1).contiguous()
     order = np.argsort(ir_proj.indices, kind="stable")
     col_ptr = np.zeros(ir_proj.n_post + 1, dtype=np.int64)
@@ -246,7 +264,7 @@ def compile_stdp(rule: STDP, net: Network, cfg: TorchConfig, dtype, device, proj
     def per_trial(value: float, shape=(trials,)) -> torch.Tensor:
         return torch.full(shape, value, dtype=dtype, device=device)
 
-    proj.plastic = TPlastic(
+    plastic = TPlastic(
         rule=rule, decay_x=per_trial(np.exp(-net.dt_ms / rule.tau_plus_ms), (trials, 1)),
         decay_y=per_trial(np.exp(-net.dt_ms / rule.tau_minus_ms), (trials, 1)),
         a_plus=per_trial(rule.a_plus), a_minus=per_trial(rule.a_minus),
@@ -257,31 +275,15 @@ def compile_stdp(rule: STDP, net: Network, cfg: TorchConfig, dtype, device, proj
         pending=[empty] * proj.uniform_delay,
     )
     if isinstance(rule, RewardModulatedSTDP):
-        proj.plastic.eligibility = torch.zeros_like(proj.weights)
-        proj.plastic.decay_e = float(np.exp(-net.dt_ms / rule.tau_eligibility_ms))
-        proj.plastic.learning_rate_dt = rule.learning_rate_per_ms * net.dt_ms
-
-
-NODE_COMPILERS: dict[type, Callable] = {
-    Population: compile_population,
-    PoissonSource: compile_source,
-    SpikeTimesSource: compile_source,
-    Projection: compile_projection,
-    STDP: compile_stdp,
-    RewardModulatedSTDP: compile_stdp,
-    **PROCESS_COMPILERS,
-}
+        plastic.eligibility = torch.zeros_like(proj.weights)
+        plastic.decay_e = float(np.exp(-net.dt_ms / rule.tau_eligibility_ms))
+        plastic.learning_rate_dt = rule.learning_rate_per_ms * net.dt_ms
+    return plastic
 
 
 def refusals(net: Network) -> list[str]:
     """Every node this backend cannot carry, with the reason (empty: it runs)."""
-    out = []
-    nodes = [*net.populations.values(), *net.sources.values(), *net.projections.values(),
-             *net.plasticity.values(), *net.processes.values()]
-    for node in nodes:
-        if type(node) not in NODE_COMPILERS:
-            out.append(f"{type(node).__name__} '{node.name}': no torch compiler for this node type")
-    return out
+    return NODE_COMPILERS.refusals(net)
 
 
 def compile_network(net: Network, cfg: TorchConfig) -> CompiledNetwork:
@@ -289,17 +291,16 @@ def compile_network(net: Network, cfg: TorchConfig) -> CompiledNetwork:
     if problems:
         raise UnsupportedError("torch", problems)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.precision]
-    device = torch.device(cfg.device)
-    pops = {p.name: NODE_COMPILERS[type(p)](p, net, cfg, dtype, device)
-            for p in net.populations.values()}
-    srcs = {s.name: NODE_COMPILERS[type(s)](s, net, cfg, dtype, device)
-            for s in net.sources.values()}
-    projs = {p.name: NODE_COMPILERS[type(p)](p, net, cfg, dtype, device)
-             for p in net.projections.values()}
-    for rule in net.plasticity.values():
-        NODE_COMPILERS[type(rule)](rule, net, cfg, dtype, device, projs[rule.projection])
-    # One ring buffer per population: a slot per delay step, a row per channel in use.
     trials = len(cfg.seeds)
+    ctx = CompileContext(cfg, dtype, torch.device(cfg.device), trials)
+    device = ctx.device
+    pops, srcs, projs = ctx.populations, ctx.sources, ctx.projections
+    for field_name, out in (("populations", pops), ("sources", srcs), ("projections", projs)):
+        for node in getattr(net, field_name).values():
+            out[node.name] = NODE_COMPILERS.lookup(node)(node, net, ctx)
+    for rule in net.plasticity.values():
+        projs[rule.projection].plastic = NODE_COMPILERS.lookup(rule)(rule, net, ctx)
+    # One ring buffer per population: a slot per delay step, a row per channel in use.
     for pop in pops.values():
         incoming = [p for p in projs.values() if p.post == pop.name]
         pop.channels = sorted({CHANNELS.index(net.projections[p.name].target) for p in incoming})
@@ -309,10 +310,7 @@ def compile_network(net: Network, cfg: TorchConfig) -> CompiledNetwork:
             slots = max(p.max_delay for p in incoming) + 1
             pop.buf = torch.zeros((slots, len(pop.channels), trials, pop.size), dtype=dtype,
                                   device=device)
-    procs = {name: NODE_COMPILERS[type(node)](node, net, trials, dtype, device)
+    procs = {name: NODE_COMPILERS.lookup(node)(node, net, ctx)
              for name, node in net.processes.items()}
-    for name, node in net.processes.items():
-        if isinstance(node, Homeostasis) and node.mechanism == "threshold":
-            pops[node.population].threshold_offset = procs[name].theta
     return CompiledNetwork(net, cfg, dtype, device, pops, srcs, projs, list(net.spike_monitors),
                            dict(net.state_monitors), dict(net.weight_monitors), procs)

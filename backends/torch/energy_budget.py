@@ -13,6 +13,7 @@ from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget, spike_co
 from evospike.kernels import energy as kernels
 
 from .processes import TorchProcess, set_masks
+from .registry import NODE_COMPILERS, CompileContext
 
 
 @dataclass
@@ -55,7 +56,9 @@ class TEnergyBudget(TorchProcess):
         set_masks(cn.populations[b.population], b.name, fire=out.allowed)
 
 
-def compile_energy_budget(node: EnergyBudget, net, trials: int, dtype, device) -> TEnergyBudget:
+@NODE_COMPILERS.register(EnergyBudget)
+def compile_energy_budget(node: EnergyBudget, net, ctx: CompileContext) -> TEnergyBudget:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     cost = torch.as_tensor(spike_costs_pj(net, node.population, node.profile), dtype=dtype,
                            device=device)
     n = cost.numel()
@@ -97,8 +100,10 @@ class TGlobalEnergyBudget(TorchProcess):
                       fire=kernels.global_mask(self.energy, cn.processes[budget].cost))
 
 
-def compile_global_energy_budget(node: GlobalEnergyBudget, net, trials: int, dtype,
-                                 device) -> TGlobalEnergyBudget:
+@NODE_COMPILERS.register(GlobalEnergyBudget)
+def compile_global_energy_budget(node: GlobalEnergyBudget, net,
+                                 ctx: CompileContext) -> TGlobalEnergyBudget:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     members = [(b, net.processes[b].population) for b in node.budgets]
     return TGlobalEnergyBudget(
         node, members,

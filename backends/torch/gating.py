@@ -19,6 +19,7 @@ from evospike.ir.gating import (
 from evospike.kernels import gating as kernels
 
 from .processes import TorchProcess, set_masks
+from .registry import NODE_COMPILERS, CompileContext
 
 
 def _spiked(flat: torch.Tensor, trials: int, size: int, dtype, device) -> torch.Tensor:
@@ -82,8 +83,9 @@ class TEpigeneticGate(TorchProcess):
         set_masks(cn.populations[self.node.population], self.node.name, integrate=self.open)
 
 
-def compile_epigenetic_gate(node: EpigeneticGate, net, trials: int, dtype,
-                            device) -> TEpigeneticGate:
+@NODE_COMPILERS.register(EpigeneticGate)
+def compile_epigenetic_gate(node: EpigeneticGate, net, ctx: CompileContext) -> TEpigeneticGate:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     p = node.resolved(net)
 
     def t(arr):
@@ -146,8 +148,10 @@ class TParticipation(TorchProcess):
         self.choose(cn, cn.processes[self.node.modulator].level, step + 1)
 
 
-def compile_participation(node: NeuromodulatedParticipation, net, trials: int, dtype,
-                          device) -> TParticipation:
+@NODE_COMPILERS.register(NeuromodulatedParticipation)
+def compile_participation(node: NeuromodulatedParticipation, net,
+                          ctx: CompileContext) -> TParticipation:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     size = net.populations[node.population].size
     # the trial seeds are read from the run's config at the first update (the end of step 0)
     return TParticipation(node, tuple(range(trials)), size,

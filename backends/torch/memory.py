@@ -23,6 +23,7 @@ from evospike.ir.memory import MemoryTiers
 from evospike.kernels import memory as kernels
 
 from .processes import TorchProcess
+from .registry import NODE_COMPILERS, CompileContext
 
 
 @dataclass
@@ -106,7 +107,9 @@ class TMemoryTiers(TorchProcess):
             self.prev[:, ids] = w[:, ids]
 
 
-def compile_memory_tiers(node: MemoryTiers, net, trials: int, dtype, device) -> TMemoryTiers:
+@NODE_COMPILERS.register(MemoryTiers)
+def compile_memory_tiers(node: MemoryTiers, net, ctx: CompileContext) -> TMemoryTiers:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     rule = node.rule_of(net)
     w0 = torch.as_tensor(np.ascontiguousarray(net.projections[node.projection].weights),
                          dtype=dtype, device=device).unsqueeze(0).repeat(trials, 1)

@@ -7,10 +7,11 @@ The order within a step is the IR's (`evospike.ir.schedule`): plasticity rules r
 modulator levels of the previous step; at the end of the step the processes update in the order
 of the ``phase`` their IR node kind declares (`CompiledNetwork.process_order`).
 
-A new process kind needs: its IR node (a dataclass with ``name``, ``kind``, ``state_names``,
-``state_size(net)`` and ``check(net)``, added to ``evospike.ir.network.PROCESS_TYPES`` and to the
-serializer's ``RECORD_TYPES``), a `TorchProcess` subclass and its compile function registered in
-``PROCESS_COMPILERS``. A process acts on the simulation through:
+A new process kind needs: its IR node (a dataclass with ``name``, ``kind``, ``phase``,
+``collection = "processes"``, ``state_names``, ``state_size(net)`` and ``check(net)``, and an
+entry in the serializer's ``RECORD_TYPES``), a `TorchProcess` subclass and its compile function
+registered with ``@NODE_COMPILERS.register(Kind)`` (backends/torch/registry.py) in its own
+module, which backends/torch/compiler.py imports. A process acts on the simulation through:
 
 - ``update(cn, step, fired, rewards)`` at the end of every step (``fired``: flat indices of
   the spikes of this step per node; ``rewards``: this step's reward drive per modulator);
@@ -35,6 +36,8 @@ from evospike.ir.modulators import (
     SpikeCountDrive,
 )
 from evospike.ir.plasticity import Homeostasis, Metaplasticity
+
+from .registry import NODE_COMPILERS, CompileContext
 
 
 class TorchProcess:
@@ -171,7 +174,9 @@ class TMetaplasticity(TorchProcess):
         plastic.set_parameter(m.parameter, self.value, dt_ms)
 
 
-def compile_modulator(node: Modulator, net, trials: int, dtype, device) -> TModulator:
+@NODE_COMPILERS.register(Modulator)
+def compile_modulator(node: Modulator, net, ctx: CompileContext) -> TModulator:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     out = TModulator(node, float(np.exp(-net.dt_ms / node.tau_ms)),
                      torch.full((trials,), node.initial, dtype=dtype, device=device))
     for drive in node.drives:
@@ -187,46 +192,23 @@ def compile_modulator(node: Modulator, net, trials: int, dtype, device) -> TModu
     return out
 
 
-def compile_homeostasis(node: Homeostasis, net, trials: int, dtype, device) -> THomeostasis:
+@NODE_COMPILERS.register(Homeostasis)
+def compile_homeostasis(node: Homeostasis, net, ctx: CompileContext) -> THomeostasis:
+    """The rate estimates and thresholds; the threshold mechanism adds ``theta`` to its
+    population's firing threshold."""
     n = net.populations[node.population].size
-    zeros = torch.zeros((trials, n), dtype=dtype, device=device)
-    return THomeostasis(node, zeros.clone(), zeros.clone(),
-                        float(np.exp(-net.dt_ms / node.tau_rate_ms)), 1000.0 / node.tau_rate_ms)
+    zeros = torch.zeros((ctx.trials, n), dtype=ctx.dtype, device=ctx.device)
+    out = THomeostasis(node, zeros.clone(), zeros.clone(),
+                       float(np.exp(-net.dt_ms / node.tau_rate_ms)), 1000.0 / node.tau_rate_ms)
+    if node.mechanism == "threshold":
+        ctx.populations[node.population].threshold_offset = out.theta
+    return out
 
 
-def compile_metaplasticity(node: Metaplasticity, net, trials: int, dtype,
-                           device) -> TMetaplasticity:
+@NODE_COMPILERS.register(Metaplasticity)
+def compile_metaplasticity(node: Metaplasticity, net, ctx: CompileContext) -> TMetaplasticity:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     start = float(getattr(net.plasticity[node.rule], node.parameter))
     return TMetaplasticity(node, torch.full((trials,), start, dtype=dtype, device=device),
                            torch.zeros((trials,), dtype=dtype, device=device),
                            float(np.exp(-net.dt_ms / node.tau_baseline_ms)))
-
-
-PROCESS_COMPILERS = {
-    Modulator: compile_modulator,
-    Homeostasis: compile_homeostasis,
-    Metaplasticity: compile_metaplasticity,
-}
-
-# structural plasticity and terminal-attractor pruning (backends/torch/structural.py, which
-# imports TorchProcess from here, hence the import at the end)
-from . import structural as _structural  # noqa: E402
-
-PROCESS_COMPILERS.update({_structural.StructuralPlasticity: _structural.compile_structural,
-                          _structural.TerminalAttractorPruning: _structural.compile_pruning})
-
-# participation and energy budgets (backends/torch/gating.py, backends/torch/energy_budget.py)
-from . import energy_budget as _energy  # noqa: E402
-from . import gating as _gating  # noqa: E402
-
-PROCESS_COMPILERS.update({_gating.EpigeneticGate: _gating.compile_epigenetic_gate,
-                          _gating.NeuromodulatedParticipation: _gating.compile_participation,
-                          _energy.EnergyBudget: _energy.compile_energy_budget,
-                          _energy.GlobalEnergyBudget: _energy.compile_global_energy_budget})
-
-# memory tiers and apoptosis (backends/torch/memory.py, backends/torch/apoptosis.py)
-from . import apoptosis as _apoptosis  # noqa: E402
-from . import memory as _memory  # noqa: E402
-
-PROCESS_COMPILERS.update({_memory.MemoryTiers: _memory.compile_memory_tiers,
-                          _apoptosis.Apoptosis: _apoptosis.compile_apoptosis})

@@ -31,6 +31,7 @@ from evospike.units import steps_of
 
 from . import structure
 from .processes import TorchProcess
+from .registry import NODE_COMPILERS, CompileContext
 
 
 def _counts(flat: torch.Tensor, trials: int, size: int) -> torch.Tensor:
@@ -132,8 +133,9 @@ class TStructural(TorchProcess):
                 None if where.all() else torch.as_tensor(where, device=cn.device)))
 
 
-def compile_structural(node: StructuralPlasticity, net, trials: int, dtype,
-                       device) -> TStructural:
+@NODE_COMPILERS.register(StructuralPlasticity)
+def compile_structural(node: StructuralPlasticity, net, ctx: CompileContext) -> TStructural:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     ir = net.projections[node.projection]
     for mon in net.weight_monitors.values():
         if mon.projection == node.projection:
@@ -209,8 +211,9 @@ class TPruning(TorchProcess):
             self.states[key].copy_(torch.as_tensor(values, dtype=self.states[key].dtype))
 
 
-def compile_pruning(node: TerminalAttractorPruning, net, trials: int, dtype,
-                    device) -> TPruning:
+@NODE_COMPILERS.register(TerminalAttractorPruning)
+def compile_pruning(node: TerminalAttractorPruning, net, ctx: CompileContext) -> TPruning:
+    trials, dtype, device = ctx.trials, ctx.dtype, ctx.device
     interval = steps_of(node.update_interval_ms, net.dt_ms, node.kind, node.name,
                         "update_interval_ms")
     shapes = {n: (net.projections[n].n_synapses,) for n in node.projections}

@@ -42,7 +42,8 @@ def info_command(args: argparse.Namespace) -> int:
     elif fmt == "evospike-results":
         print(Results.load(path).summary())
     else:
-        raise EvoSpikeError(f"'{path}' is neither an EvoSpike network nor a results file")
+        raise EvoSpikeError(f"'{path}' is neither an EvoSpike network nor a results file "
+                            f"(format attribute: {fmt!r})")
     return 0
 
 

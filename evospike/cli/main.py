@@ -29,10 +29,10 @@ def _command_modules() -> tuple:
     """The modules of the commands, in the order ``evospike --help`` lists them; each has
     ``register(subparsers)``, which adds its parser and sets ``handler=`` in its defaults."""
     # imported here, not at the top: the commands import this module (SIGNALS, exit codes)
-    from evospike.cli import energy, info, plot, run, setup, train, validate
+    from evospike.cli import conformance, energy, info, plot, run, setup, train, validate
     from evospike.cli import map as map_command
 
-    return (run, plot, info, validate, setup, train, energy, map_command)
+    return (run, plot, info, validate, setup, train, energy, map_command, conformance)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -65,6 +65,7 @@ class Apoptosis:
     seed: int = 0
 
     kind: ClassVar[str] = "Apoptosis"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.APOPTOSIS
     state_names: ClassVar[tuple[str, ...]] = ("survival", "health", "alive", "deaths", "births")
 

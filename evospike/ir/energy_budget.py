@@ -97,6 +97,7 @@ class EnergyBudget:
     population_recharge_pj_per_ms: float | None = None
 
     kind: ClassVar[str] = "EnergyBudget"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.ENERGY
     state_names: ClassVar[tuple[str, ...]] = ("energy_pj", "population_energy_pj", "spent_pj")
 
@@ -146,6 +147,7 @@ class GlobalEnergyBudget:
     initial_fraction: float = 1.0
 
     kind: ClassVar[str] = "GlobalEnergyBudget"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.GLOBAL_ENERGY
     state_names: ClassVar[tuple[str, ...]] = ("energy_pj", "spent_pj")
 

@@ -137,6 +137,7 @@ class EpigeneticGate:
     tau_recall_ms: float = 5.0
 
     kind: ClassVar[str] = "EpigeneticGate"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.GATE
     state_names: ClassVar[tuple[str, ...]] = ("gate", "open", "activation_ratio")
 
@@ -235,6 +236,7 @@ class NeuromodulatedParticipation:
     seed: int = 0
 
     kind: ClassVar[str] = "NeuromodulatedParticipation"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.PARTICIPATION
     state_names: ClassVar[tuple[str, ...]] = ("participating", "fraction")
 

@@ -105,6 +105,7 @@ class MemoryTiers:
     initial_tier: str = "long"
 
     kind: ClassVar[str] = "MemoryTiers"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.MEMORY_TIERS
     state_names: ClassVar[tuple[str, ...]] = ("short", "mid", "long", "importance", "access")
 

@@ -178,6 +178,7 @@ class Modulator:
     initial: float = 0.0
 
     kind: ClassVar[str] = "Modulator"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.MODULATOR
 
     def __post_init__(self) -> None:

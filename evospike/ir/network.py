@@ -39,16 +39,16 @@ from evospike.ir.structural import StructuralPlasticity
 from evospike.memory_estimate import check_connect
 from evospike.units import steps_of
 
-#: the neuromodulatory / homeostatic process family (``Network.processes``)
-PROCESS_TYPES = (Modulator, Homeostasis, Metaplasticity)
-#: structural plasticity and terminal-attractor pruning (evospike.ir.structural)
-PROCESS_TYPES += (StructuralPlasticity, TerminalAttractorPruning)
+#: the fields of `Network` that hold nodes: a node class names its own (``collection``), so
+#: that `Network.add` needs no list of node types (dicts are keyed by node name)
+COLLECTIONS = ("populations", "sources", "projections", "currents", "plasticity", "processes",
+               "spike_monitors", "state_monitors", "weight_monitors")
 
-#: memory tiers and apoptosis (evospike.ir.memory, evospike.ir.apoptosis)
-PROCESS_TYPES += (MemoryTiers, Apoptosis)
-#: participation and energy (evospike.ir.gating, evospike.ir.energy_budget)
-PROCESS_TYPES += (EpigeneticGate, NeuromodulatedParticipation, EnergyBudget,
-                  GlobalEnergyBudget)
+#: the process kinds of this IR (``collection = "processes"``), listed for the schedule and
+#: conformance checks; `Network.add` does not consult it
+PROCESS_TYPES = (Modulator, Homeostasis, Metaplasticity, StructuralPlasticity,
+                 TerminalAttractorPruning, MemoryTiers, Apoptosis, EpigeneticGate,
+                 NeuromodulatedParticipation, EnergyBudget, GlobalEnergyBudget)
 
 Endpoint = Population | PoissonSource | SpikeTimesSource | str
 
@@ -99,113 +99,43 @@ class Network:
         return name
 
     def _claim(self, name: str) -> None:
-        taken = set(self.populations) | set(self.sources) | set(self.projections) | \
-            set(self.currents) | set(self.state_monitors) | set(self.weight_monitors) | \
-            set(self.plasticity)
-        if name in taken:
+        # one namespace for every named node: a second process of the same name would
+        # otherwise replace the first without a word
+        taken = [c for c in COLLECTIONS if isinstance(getattr(self, c), dict) and
+                 name in getattr(self, c)]
+        if taken:
             raise ValidationError("Network", self.name, "name", "is already used", name)
 
     # ------------------------------------------------------------------ adding nodes
     def add(self, node):
-        """Add a ready-made IR node (the DSL methods below build and add them for you)."""
-        if isinstance(node, Population):
-            self._claim(node.name)
-            node.model.check_time_step(node.name, self.dt_ms)
-            self.populations[node.name] = node
-        elif isinstance(node, (PoissonSource, SpikeTimesSource)):
-            self._claim(node.name)
-            self.sources[node.name] = node
-        elif isinstance(node, Projection):
-            self._claim(node.name)
-            for side, n in (("pre", node.n_pre), ("post", node.n_post)):
-                endpoint = getattr(node, side)
-                if self.size_of(endpoint) != n:
-                    raise ValidationError("Projection", node.name, f"n_{side}",
-                                          f"does not match the size of '{endpoint}' "
-                                          f"({self.size_of(endpoint)})", n)
-            if node.post not in self.populations:
-                raise ValidationError("Projection", node.name, "post",
-                                      "must be a population (sources only send)", node.post)
-            model = self.populations[node.post].model
-            if node.target not in model.channels:
-                raise ValidationError("Projection", node.name, "target",
-                                      f"is not a channel of {model.kind} {model.channels}",
-                                      node.target)
-            self.projections[node.name] = node
-        elif isinstance(node, CurrentInput):
-            self._claim(node.name)
-            if node.target not in self.populations:
-                raise ValidationError("CurrentInput", node.name, "target",
-                                      "must be a population of the network", node.target)
-            node.check_target_size(self.populations[node.target].size)
-            self.currents[node.name] = node
-        elif isinstance(node, SpikeMonitor):
-            self.size_of(node.target)
-            if any(m.target == node.target for m in self.spike_monitors):
-                raise ValidationError("SpikeMonitor", node.target, "target",
-                                      "already has a spike monitor", node.target)
-            self.spike_monitors.append(node)
-        elif isinstance(node, StateMonitor):
-            self._claim(node.name)
-            if node.target in self.populations:
-                pop = self.populations[node.target]
-                kind, names, size = pop.model.kind, pop.model.state_names, pop.size
-            elif node.target in self.processes:
-                proc = self.processes[node.target]
-                kind, names, size = proc.kind, proc.state_names, proc.state_size(self)
-            else:
-                raise ValidationError("StateMonitor", node.name, "target",
-                                      "must be a population or process of the network",
-                                      node.target)
-            if node.variable not in names:
-                raise ValidationError("StateMonitor", node.name, "variable",
-                                      f"is not a state of {kind} {names}", node.variable)
-            if node.neurons.size and (node.neurons.min() < 0 or node.neurons.max() >= size):
-                raise ValidationError("StateMonitor", node.name, "neurons",
-                                      f"must lie in [0, {size})",
-                                      int(node.neurons[(node.neurons < 0) |
-                                                       (node.neurons >= size)][0]))
-            self.state_monitors[node.name] = node
-        elif isinstance(node, PROCESS_TYPES):
-            node.check(self)
-            self._claim(node.name)
-            self.processes[node.name] = node
-        elif isinstance(node, STDP):
-            self._claim(node.name)
-            if node.projection not in self.projections:
-                raise ValidationError("STDP", node.name, "projection",
-                                      "is not a projection of the network", node.projection)
-            proj = self.projections[node.projection]
-            if any(p.projection == node.projection for p in self.plasticity.values()):
-                raise ValidationError("STDP", node.name, "projection",
-                                      "already has a plasticity rule", node.projection)
-            if proj.n_synapses and np.any(proj.delays != proj.delays[0]):
-                raise ValidationError("STDP", node.name, "projection",
-                                      "has per-synapse delays of different lengths; plastic "
-                                      "projections need one delay for all synapses (per-synapse "
-                                      "traces are not implemented)", node.projection)
-            if node.modulator is not None and (
-                    node.modulator not in self.processes or
-                    self.processes[node.modulator].kind != "Modulator"):
-                raise ValidationError(type(node).__name__, node.name, "modulator",
-                                      "is not a Modulator of the network (add it first)",
-                                      node.modulator)
-            w = proj.weights
-            if w.size and (w.min() < node.w_min or w.max() > node.w_max):
-                raise ValidationError("STDP", node.name, "projection weights",
-                                      f"must start within [w_min, w_max] = [{node.w_min}, "
-                                      f"{node.w_max}]", float(w.min() if w.min() < node.w_min
-                                                              else w.max()))
-            self.plasticity[node.name] = node
-        elif isinstance(node, WeightMonitor):
-            self._claim(node.name)
-            if node.projection not in self.projections:
-                raise ValidationError("WeightMonitor", node.name, "projection",
-                                      "is not a projection of the network", node.projection)
-            self.weight_monitors[node.name] = node
-        else:
+        """Add a ready-made IR node (the DSL methods below build and add them for you).
+
+        The node's class names the field that holds it (``collection``, one of
+        `COLLECTIONS`) and checks itself against the network (``check(network)``): a new node
+        kind, a new plasticity rule, needs nothing here."""
+        collection = getattr(type(node), "collection", None)
+        if collection not in COLLECTIONS:
             raise ValidationError("Network", self.name, "node", "is not an IR node", type(node))
+        held = getattr(self, collection)
+        if isinstance(held, dict):
+            self._claim(node.name)
+        check = getattr(node, "check", None)
+        if check is not None:
+            check(self)
+        if isinstance(held, dict):
+            held[node.name] = node
+        else:
+            held.append(node)
         return node
+
+    def nodes(self) -> list:
+        """Every node of the network, field by field in `COLLECTIONS` order (the backends'
+        registries refuse by name what they do not carry)."""
+        out = []
+        for collection in COLLECTIONS:
+            held = getattr(self, collection)
+            out.extend(held.values() if isinstance(held, dict) else held)
+        return out
 
     def population(self, name: str, size: int, model: NeuronModel,
                    initial: dict[str, InitialValue] | None = None) -> Population:

@@ -7,6 +7,7 @@ Every error names the node, the field and the value.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -37,6 +38,8 @@ class Population:
     per neuron, or a distribution drawn per trial from the run seed; unnamed states start at the
     model's default."""
 
+    #: the `Network` field that holds this kind of node (`Network.add` dispatches on it)
+    collection: ClassVar[str] = "populations"
     name: str
     size: int
     model: NeuronModel
@@ -70,6 +73,10 @@ class Population:
             clean[state] = float(arr) if arr.ndim == 0 else arr
         self.initial = clean
 
+    def check(self, net) -> None:
+        """Validate against ``net`` (called when the node is added)."""
+        self.model.check_time_step(self.name, net.dt_ms)
+
 
 @dataclass
 class PoissonSource:
@@ -77,6 +84,7 @@ class PoissonSource:
     from ``start_ms`` to ``stop_ms`` (None: forever). Realised per trial from the run seed; at
     most one spike per neuron per step, with probability ``rate_hz * dt``."""
 
+    collection: ClassVar[str] = "sources"
     name: str
     size: int
     rate_hz: float | np.ndarray
@@ -115,6 +123,7 @@ class SpikeTimesSource:
     """``size`` neurons that fire at given times: neuron ``neurons[k]`` at ``times_ms[k]``.
     A spike at time t belongs to the step that contains it, ``floor(t / dt)``."""
 
+    collection: ClassVar[str] = "sources"
     name: str
     size: int
     neurons: np.ndarray
@@ -154,6 +163,7 @@ class CurrentInput:
     and zero after the series ends. The current is constant within a step and integrated
     exactly with the membrane."""
 
+    collection: ClassVar[str] = "currents"
     name: str
     target: str
     amplitude: float | np.ndarray = 0.0
@@ -187,6 +197,13 @@ class CurrentInput:
             raise ValidationError("CurrentInput", self.name, "stop_ms", "must be after start_ms",
                                   self.stop_ms)
 
+    def check(self, net) -> None:
+        """Validate against ``net`` (called when the node is added)."""
+        if self.target not in net.populations:
+            raise ValidationError("CurrentInput", self.name, "target",
+                                  "must be a population of the network", self.target)
+        self.check_target_size(net.populations[self.target].size)
+
     def check_target_size(self, size: int) -> None:
         amp = np.asarray(self.amplitude)
         if amp.ndim == 1 and amp.shape[0] != size:
@@ -207,6 +224,7 @@ class Projection:
     channel ``target`` of the postsynaptic neuron, in that state's unit) and ``delays`` in time
     steps (>= 1; a spike emitted at step n arrives at step n + delay)."""
 
+    collection: ClassVar[str] = "projections"
     name: str
     pre: str
     post: str
@@ -274,12 +292,38 @@ class Projection:
         """Presynaptic neuron of every synapse (expands ``indptr``)."""
         return np.repeat(np.arange(self.n_pre), np.diff(self.indptr))
 
+    def check(self, net) -> None:
+        """Validate against ``net`` (called when the node is added): endpoint sizes, a
+        population as target, a channel its model has."""
+        for side, n in (("pre", self.n_pre), ("post", self.n_post)):
+            endpoint = getattr(self, side)
+            if net.size_of(endpoint) != n:
+                raise ValidationError("Projection", self.name, f"n_{side}",
+                                      f"does not match the size of '{endpoint}' "
+                                      f"({net.size_of(endpoint)})", n)
+        if self.post not in net.populations:
+            raise ValidationError("Projection", self.name, "post",
+                                  "must be a population (sources only send)", self.post)
+        model = net.populations[self.post].model
+        if self.target not in model.channels:
+            raise ValidationError("Projection", self.name, "target",
+                                  f"is not a channel of {model.kind} {model.channels}",
+                                  self.target)
+
 
 @dataclass
 class SpikeMonitor:
     """Record every spike of a population or source."""
 
+    collection: ClassVar[str] = "spike_monitors"
     target: str
+
+    def check(self, net) -> None:
+        """Validate against ``net`` (called when the node is added)."""
+        net.size_of(self.target)
+        if any(m.target == self.target for m in net.spike_monitors):
+            raise ValidationError("SpikeMonitor", self.target, "target",
+                                  "already has a spike monitor", self.target)
 
 
 @dataclass
@@ -287,6 +331,7 @@ class StateMonitor:
     """Record state ``variable`` of ``neurons`` of ``target`` every ``every_steps`` steps,
     after the step's reset."""
 
+    collection: ClassVar[str] = "state_monitors"
     name: str
     target: str
     variable: str
@@ -306,11 +351,34 @@ class StateMonitor:
                                   "must be a positive integer", self.every_steps)
         self.every_steps = int(self.every_steps)
 
+    def check(self, net) -> None:
+        """Validate against ``net`` (called when the node is added): a population's or a
+        process's state, and neurons within its size."""
+        if self.target in net.populations:
+            pop = net.populations[self.target]
+            kind, names, size = pop.model.kind, pop.model.state_names, pop.size
+        elif self.target in net.processes:
+            proc = net.processes[self.target]
+            kind, names, size = proc.kind, proc.state_names, proc.state_size(net)
+        else:
+            raise ValidationError("StateMonitor", self.name, "target",
+                                  "must be a population or process of the network",
+                                  self.target)
+        if self.variable not in names:
+            raise ValidationError("StateMonitor", self.name, "variable",
+                                  f"is not a state of {kind} {names}", self.variable)
+        neurons = self.neurons
+        if neurons.size and (neurons.min() < 0 or neurons.max() >= size):
+            raise ValidationError("StateMonitor", self.name, "neurons",
+                                  f"must lie in [0, {size})",
+                                  int(neurons[(neurons < 0) | (neurons >= size)][0]))
+
 
 @dataclass
 class WeightMonitor:
     """Snapshot all weights of a projection every ``every_steps`` steps."""
 
+    collection: ClassVar[str] = "weight_monitors"
     name: str
     projection: str
     every_steps: int
@@ -322,6 +390,12 @@ class WeightMonitor:
             raise ValidationError("WeightMonitor", self.name, "every_steps",
                                   "must be a positive integer", self.every_steps)
         self.every_steps = int(self.every_steps)
+
+    def check(self, net) -> None:
+        """Validate against ``net`` (called when the node is added)."""
+        if self.projection not in net.projections:
+            raise ValidationError("WeightMonitor", self.name, "projection",
+                                  "is not a projection of the network", self.projection)
 
 
 Source = PoissonSource | SpikeTimesSource

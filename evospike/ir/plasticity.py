@@ -84,6 +84,8 @@ class STDP:
     dimensionless (fractions of the distance to the bound) for the multiplicative rule;
     ``w_min``/``w_max`` in the weight unit."""
 
+    #: the `Network` field that holds it: any class declaring "plasticity" is a rule there
+    collection: ClassVar[str] = "plasticity"
     name: str
     projection: str
     tau_plus_ms: float = 20.0
@@ -145,6 +147,34 @@ class STDP:
     def state_names(self) -> tuple[str, ...]:
         return ()
 
+    def check(self, net) -> None:
+        """Validate against ``net`` (called when the rule is added): one rule per projection,
+        one delay for all its synapses, an existing Modulator, weights within the bounds."""
+        if self.projection not in net.projections:
+            raise ValidationError("STDP", self.name, "projection",
+                                  "is not a projection of the network", self.projection)
+        proj = net.projections[self.projection]
+        if any(p.projection == self.projection for p in net.plasticity.values()):
+            raise ValidationError("STDP", self.name, "projection",
+                                  "already has a plasticity rule", self.projection)
+        if proj.n_synapses and np.any(proj.delays != proj.delays[0]):
+            raise ValidationError("STDP", self.name, "projection",
+                                  "has per-synapse delays of different lengths; plastic "
+                                  "projections need one delay for all synapses (per-synapse "
+                                  "traces are not implemented)", self.projection)
+        if self.modulator is not None and (
+                self.modulator not in net.processes or
+                net.processes[self.modulator].kind != "Modulator"):
+            raise ValidationError(type(self).__name__, self.name, "modulator",
+                                  "is not a Modulator of the network (add it first)",
+                                  self.modulator)
+        w = proj.weights
+        if w.size and (w.min() < self.w_min or w.max() > self.w_max):
+            raise ValidationError("STDP", self.name, "projection weights",
+                                  f"must start within [w_min, w_max] = [{self.w_min}, "
+                                  f"{self.w_max}]", float(w.min() if w.min() < self.w_min
+                                                          else w.max()))
+
 
 @dataclass
 class RewardModulatedSTDP(STDP):
@@ -201,6 +231,7 @@ class Homeostasis:
     every_steps: int = 100
 
     kind: ClassVar[str] = "Homeostasis"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.HOMEOSTASIS
 
     def __post_init__(self) -> None:
@@ -287,6 +318,7 @@ class Metaplasticity:
     p_max: float = 100.0
 
     kind: ClassVar[str] = "Metaplasticity"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.METAPLASTICITY
     state_names: ClassVar[tuple[str, ...]] = ("value", "baseline")
 

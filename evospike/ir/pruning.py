@@ -158,6 +158,7 @@ class TerminalAttractorPruning:
     # the process-node interface (Network, StateMonitor, serializer); state per trial:
     # pruned_fraction, rate (R(t)), threshold (NaN while nothing is pruned), alpha
     kind: ClassVar[str] = "TerminalAttractorPruning"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.PRUNING
     state_names: ClassVar[tuple[str, ...]] = ("pruned_fraction", "rate", "threshold", "alpha")
 

@@ -91,6 +91,7 @@ class StructuralPlasticity:
     seed: int = 0
 
     kind: ClassVar[str] = "StructuralPlasticity"
+    collection: ClassVar[str] = "processes"  # the `Network` field that holds it
     phase: ClassVar[Phase] = Phase.STRUCTURAL
     state_names: ClassVar[tuple[str, ...]] = ("n_synapses",)
 

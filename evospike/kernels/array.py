@@ -42,7 +42,10 @@ def sigmoid(x: Array) -> Array:
 def clip(x: Array, lo: float | None = None, hi: float | None = None) -> Array:
     if is_torch(x):
         return x.clamp(lo, hi)
-    return np.clip(x, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+    if lo is None and hi is None:
+        return x
+    # no infinite bound: np.clip would turn an integer array into floats
+    return np.clip(x, lo, hi)
 
 
 def where(cond: Array, a: Array | float, b: Array | float, like: Array) -> Array:

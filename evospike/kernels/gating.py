@@ -48,7 +48,7 @@ def recall(context: Array, target: Array, decay: float, keys: Array, patterns: A
     """Pattern memory: where the cosine between ``c`` and its closest key (``keys``: unit rows,
     (K, n_source)) reaches ``similarity`` (and ``c`` is not all zero), that key's pattern
     replaces the target and the gate relaxes with ``recall_decay``. Returns (target, decay),
-    the decay per neuron."""
+    the decay per trial (it broadcasts against the gate)."""
     norm = sqrt(sum_last(context * context, keepdims=True))
     cosine = (context @ keys.T) / clip(norm, 1e-300)
     which = argmax_last(cosine)

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from itertools import combinations
 from pathlib import Path
@@ -114,6 +115,10 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
     candidate: Results | None = field(default=None, repr=False, compare=False)
     reference: Results | None = field(default=None, repr=False, compare=False)
+    #: process kind -> {"comparison": "independent" | "shared" | ..., "note": ...}: whether
+    #: Brian2 re-expresses the kind in its own equations or runs our array functions
+    #: (`evospike.backends.brian2.independence`); empty where Brian2 is not one of the runs
+    independence: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------- access
     @property
@@ -141,7 +146,8 @@ class ValidationReport:
             }
         return _plain({"format": "evospike-validation", "version": 1, "verdict": self.verdict,
                        "passed": self.passed, "reason": self.reason, "warnings": self.warnings,
-                       "meta": self.meta, "settings": self.settings, "nodes": nodes})
+                       "meta": self.meta, "settings": self.settings,
+                       "brian2_independence": self.independence, "nodes": nodes})
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write the report as strict JSON (NaN and infinities as null), atomically."""
@@ -177,6 +183,11 @@ class ValidationReport:
         ]
         for w in self.warnings:
             lines.append(f"- **warning:** {w}")
+        if self.independence:
+            lines += ["", "## What the Brian2 comparison checks", "",
+                      "| process kind | Brian2 comparison | how |", "|---|---|---|"]
+            lines += [f"| {_md(kind)} | {_md(v['comparison'])} | {_md(v['note'])} |"
+                      for kind, v in self.independence.items()]
         for name, n in self.nodes.items():
             lines += ["", f"## `{name}` ({n.size} neurons)", "",
                       "| criterion | candidate vs reference | reference seed-to-seed (max) "
@@ -216,7 +227,7 @@ class ValidationReport:
 def validate(candidate: Results, reference: Results, reference_seeds: list[Results], *,
              nodes: list[str] | None = None, tolerance_steps: int = 1,
              require_exact: bool = False, margin: float = 1.5, bin_ms: float = 5.0,
-             max_pairs: int = 2000) -> ValidationReport:
+             max_pairs: int = 2000, process_kinds: Iterable[str] = ()) -> ValidationReport:
     """Compare ``candidate`` with ``reference`` (same network, same seed, trial 0 of each).
 
     ``reference_seeds``: at least two more reference runs with other seeds, which set the
@@ -226,7 +237,9 @@ def validate(candidate: Results, reference: Results, reference_seeds: list[Resul
     without chaotic dynamics, e.g. feed-forward networks driven by fixed spike trains);
     otherwise it is reported only. ``margin``: how many times the largest seed-to-seed
     distance the candidate may reach. ``bin_ms``: count bin (ms) of the correlations;
-    ``max_pairs``: neuron pairs sampled for them.
+    ``max_pairs``: neuron pairs sampled for them. ``process_kinds``: the process kinds of the
+    network; where Brian2 is the candidate or the reference, the report says for each whether
+    Brian2 checks its math independently or runs our shared code.
 
     Every statistic has three distances and all must pass, so a statistically identical
     candidate still fails now and then. Measured on independent Poisson populations (100
@@ -281,7 +294,19 @@ def validate(candidate: Results, reference: Results, reference_seeds: list[Resul
                 "wasserstein_floor_rel": WASSERSTEIN_FLOOR_REL, "min_values": MIN_VALUES,
                 "trial": 0}
     return ValidationReport(meta, settings, node_reports, passed, reason, warnings,
-                            candidate, reference)
+                            candidate, reference, _independence(meta, process_kinds))
+
+
+def _independence(meta: dict, kinds: Iterable[str]) -> dict:
+    if "brian2" not in (meta.get("candidate_backend"), meta.get("reference_backend")):
+        return {}
+    from evospike.backends.brian2.independence import independence_of
+
+    out = {}
+    for kind in sorted(set(kinds)):
+        comparison, note = independence_of(kind)
+        out[kind] = {"comparison": comparison, "note": note}
+    return out
 
 
 def _seed_labels(runs: list[Results]) -> list[str]:

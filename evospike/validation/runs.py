@@ -21,6 +21,7 @@ class ValidationRuns:
     reference_seeds: list[Results]
     require_exact: bool
     recurrent: list[str]
+    process_kinds: tuple[str, ...] = ()
 
 
 #: seeds are stored as 64-bit signed integers in the results files
@@ -79,7 +80,8 @@ def run_pair(build, *, candidate: str, reference: str, duration_ms: float, seed:
         raise KeyboardInterrupt(f"validate: the reference run ({reference}) was interrupted")
     return ValidationRuns(cand, ref_all.trial(0),
                           [ref_all.trial(k) for k in range(1, len(seeds))],
-                          require_exact=not recurrent, recurrent=recurrent)
+                          require_exact=not recurrent, recurrent=recurrent,
+                          process_kinds=tuple(p.kind for p in net.processes.values()))
 
 
 def validate_runs(runs: ValidationRuns, *, tolerance_steps: int = 1,
@@ -87,4 +89,4 @@ def validate_runs(runs: ValidationRuns, *, tolerance_steps: int = 1,
     """The verdict: exact agreement required only for networks without recurrence."""
     return validate(runs.candidate, runs.reference, runs.reference_seeds,
                     tolerance_steps=tolerance_steps, require_exact=runs.require_exact,
-                    margin=margin)
+                    margin=margin, process_kinds=runs.process_kinds)

@@ -16,7 +16,12 @@ a_minus, decay_x, decay_y). A time constant's new trace decay exp(-dt / tau) is 
 eager engine's own `TPlastic.set_parameter`, called back from the kernel in the steps where the
 value changed, so that it is torch's exp and rounds the same. Every other process kind (gating,
 memory tiers, apoptosis, energy budgets, structural plasticity, pruning) is refused
-(`native_unavailable_reason`) and runs on the eager engine."""
+(`native_unavailable_reason`) and runs on the eager engine.
+
+What the kernel carries is declared, node kind by node kind, in `CARRIED` (neuron models,
+sources, projections, plasticity rules, processes, monitors); any other kind, a subclass of a
+carried one included (it may compute something else), is refused by name: ``engine="native"``
+fails naming it, ``engine="auto"`` runs the eager engine and says why in ``engine_note``."""
 
 from __future__ import annotations
 
@@ -25,15 +30,37 @@ import ctypes
 import numpy as np
 import torch
 
-from evospike.dynamics import AdExStep, LinearStep
-from evospike.ir.nodes import CHANNELS
+from evospike.dynamics import LinearStep
+from evospike.ir.modulators import Modulator
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
+from evospike.ir.nodes import (
+    CHANNELS,
+    CurrentInput,
+    PoissonSource,
+    Population,
+    Projection,
+    SpikeMonitor,
+    SpikeTimesSource,
+    StateMonitor,
+    WeightMonitor,
+)
+from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
 from evospike.native_build import NativeBuildError
+from evospike.registry import Registry, label
 
 from ..processes import THomeostasis, TMetaplasticity, TModulator
 from .build import load_kernel
 
 MAX_STATES = 4
-CARRIED_PROCESSES = (TModulator, THomeostasis, TMetaplasticity)
+
+#: the node kinds kernel.c carries; the engine reads each from the torch backend's tensors
+CARRIED = Registry("native kernel", "update")
+CARRIED.carry(Population, LIF, AdaptiveLIF, CubaLIF, Izhikevich)  # linear step, Izhikevich
+CARRIED.carry(PoissonSource, SpikeTimesSource, CurrentInput, Projection)
+CARRIED.carry(STDP, RewardModulatedSTDP)  # plain, modulated and three-factor pair STDP
+CARRIED.carry(Modulator, Homeostasis, Metaplasticity)
+CARRIED.carry(SpikeMonitor, StateMonitor, WeightMonitor)
+CARRIED.refuse(AdEx, "no exponential integrate-and-fire update in kernel.c")
 REFRESH = ctypes.CFUNCTYPE(None)  # Meta.refresh: recompute a rule's decays after a tau change
 I32, I64 = ctypes.c_int32, ctypes.c_int64
 P = ctypes.c_void_p
@@ -110,15 +137,10 @@ def native_unavailable_reason(cn) -> str | None:
     """None if the native kernel can run ``cn``; otherwise why not."""
     if cn.device.type != "cpu":
         return f"it runs on the CPU only (device is {cn.device})"
-    others = {n: p for n, p in cn.processes.items() if not isinstance(p, CARRIED_PROCESSES)}
-    if others:
-        names = ", ".join(f"{type(p.node).__name__} '{n}'" for n, p in others.items())
-        return (f"of the processes it carries only Modulators, Homeostasis and "
-                f"Metaplasticity, not the other process kinds ({names})")
+    reasons = refusals(cn.network)
+    if reasons:
+        return "; ".join(reasons)
     for pop in cn.populations.values():
-        if isinstance(pop.step, AdExStep):
-            return (f"population '{pop.name}' has AdEx neurons, which the C kernel does not "
-                    "carry (no exponential integrate-and-fire update in kernel.c)")
         if len(pop.step.state_names) > MAX_STATES:
             return f"population '{pop.name}' has more than {MAX_STATES} state variables"
     try:
@@ -126,6 +148,25 @@ def native_unavailable_reason(cn) -> str | None:
     except (NativeBuildError, OSError) as exc:
         return str(exc)
     return None
+
+
+def refusals(network) -> list[str]:
+    """What the kernel does not carry in ``network``, one line per group, every node named
+    (empty: it carries every node)."""
+    net, out = network, []
+    procs = [p for p in net.processes.values() if not CARRIED.carries(p)]
+    if procs:
+        out.append("of the processes it carries only Modulators, Homeostasis and "
+                   "Metaplasticity, not the other process kinds ("
+                   + ", ".join(label(p) for p in procs) + ")")
+    for pop in net.populations.values():
+        if CARRIED.carries(pop) and not CARRIED.carries(pop.model):
+            out.append(f"population '{pop.name}' has {pop.model.kind} neurons, which the C "
+                       f"kernel does not carry ({CARRIED.reason(pop.model)})")
+    others = [n for n in net.nodes()
+              if n.collection != "processes" and not CARRIED.carries(n)]
+    out += [f"{label(n)}: {CARRIED.reason(n)}" for n in others]
+    return out
 
 
 def _ptr(t) -> int | None:
