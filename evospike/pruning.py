@@ -477,8 +477,8 @@ class PrunerCore:
         """`attract` with ``|g|^2`` taken over ``grads``; returns (c, |g|^2)."""
         norm_sq = self.ops.squared_norm(grads)
         if not math.isfinite(norm_sq):
-            raise EvoSpikeError(f"{self.KIND} '{self.name}': the gradient's squared norm is "
-                                f"not finite (|g|^2 = {norm_sq}) at step {self.t}")
+            raise EvoSpikeError(f"{self.KIND} '{self.name}': the gradient or its squared norm "
+                                f"is not finite (|g|^2 = {norm_sq}) at step {self.t}")
         return attract(weights, grads, loss, norm_sq, self.params), norm_sq
 
     def _finish(self, loss: float, weights: Mapping[str, Array], coef: float,
@@ -496,9 +496,10 @@ class PrunerCore:
         return record
 
     def _update_masks(self, rate: float, weights: Mapping[str, Array]) -> tuple[int, int]:
-        bad = [k for k, s in self.scores.items() if bool(self.ops.xp.isnan(s).any())]
-        if bad:
-            raise EvoSpikeError(f"{self.KIND} '{self.name}': the saliency of '{bad[0]}' is NaN "
+        has_nan = self.ops.to_ints([self.ops.xp.isnan(s).any() for s in self.scores.values()])
+        if any(has_nan):
+            bad = list(self.scores)[has_nan.index(1)]
+            raise EvoSpikeError(f"{self.KIND} '{self.name}': the saliency of '{bad}' is NaN "
                                 f"at step {self.t} (a NaN weight or gradient)")
         k_prune = _kept_count(rate, self.n_total)
         if not self.params["regrowth"]:

@@ -255,7 +255,7 @@ def test_every_package_folder_is_installed():
 FRAMEWORK_FREE = ("evospike", "evospike.ir", "evospike.energy", "evospike.pruning",
                   "evospike.ir.pruning", "evospike.fixed_point", "evospike.hardware",
                   "evospike.hardware.loihi.learning", "evospike.hardware.loihi.three_factor",
-                  "evospike.native_build", "evospike.cli")
+                  "evospike.native_build", "evospike.cli", "evospike.run_loop")
 
 
 def test_import_evospike_loads_no_framework():

@@ -147,3 +147,109 @@ def test_fixed_column_without_its_reference_fails(monkeypatch):
     with pytest.raises(Mismatch, match="no reference: torch-fixed refuses"):
         check_cell(spec, "lava")
     assert np.isfinite(1.0)
+
+
+# --------------------------------------------------------------------------- Loihi variants
+LOIHI = [s for s in SPECS if s.name.endswith("-loihi")]
+
+
+def test_loihi_specs_cover_what_lava_carries():
+    names = {s.name for s in LOIHI}
+    assert names == {"poisson-source-loihi", "projections-loihi", "lif-loihi", "monitors-loihi",
+                     "stdp-loihi", "reward-stdp-loihi"}
+    covered = set().union(*(kinds_in(s.build()) for s in LOIHI))
+    assert {"PoissonSource", "SpikeTimesSource", "Population[CubaLIF]", "Population[LIF]",
+            "Projection[target=exc]", "Projection[target=inh]", "Projection[delay>1]",
+            "CurrentInput[constant]", "StateMonitor", "SpikeMonitor", "WeightMonitor", "STDP",
+            "RewardModulatedSTDP", "Modulator"} <= covered
+
+
+@pytest.mark.parametrize("spec", LOIHI, ids=[s.name for s in LOIHI])
+def test_loihi_spec_is_carried_by_both_fixed_point_engines(spec):
+    """Neither fixed-point column may refuse a Loihi variant (that is what it is for); checked
+    without running, so it holds where Lava is not installed."""
+    from evospike.backends import get_backend
+    from evospike.backends.lava import compiler
+
+    net = spec.build()
+    assert compiler.refusals(net, "fixed_pt") == []
+    get_backend("torch").compile(net, precision="fixed", progress=False)  # raises if refused
+    assert spec.fixed_check is not None
+
+
+def _fixed_run(name: str):
+    from evospike.conformance.matrix import cached_run, spec_by_name
+
+    spec = spec_by_name(name)
+    return spec, copy.deepcopy(cached_run(spec, "torch-fixed"))
+
+
+def _add_spike(res, node: str, step: int, neuron: int) -> None:
+    data = res.spikes_by_node[node]
+    order = np.lexsort((np.append(data.neuron, neuron), np.append(data.step, step)))
+    data.step = np.append(data.step, step)[order]
+    data.neuron = np.append(data.neuron, neuron)[order]
+    data.trial = np.append(data.trial, 0)[order]
+
+
+def _mirror_weights(res, name: str) -> None:
+    w = res.weights[name].values
+    w[...] = 2 * w[:, :1] - w  # every change reversed: potentiation becomes depression
+
+
+def _swap_weights(res, a: str, b: str) -> None:
+    wa, wb = res.weights[a].values.copy(), res.weights[b].values.copy()
+    res.weights[a].values[...], res.weights[b].values[...] = wb, wa
+
+
+def _early_move(res, name: str) -> None:
+    res.weights[name].values[0, 3, 0] += 0.01  # one quantum before any pairing
+
+
+def _nudge_state(res, name: str, fraction: float, span: float, pop: str) -> None:
+    from evospike.conformance.specs import _fixed_scale
+
+    res.traces[name].values[0, 20, 0] += fraction * span * _fixed_scale(res, pop)
+
+
+@pytest.mark.parametrize("name, breaks, match", [
+    ("poisson-source-loihi", lambda r: _add_spike(r, "p", 30, 2), r"spikes of 'p' \(fixed"),
+    ("poisson-source-loihi", lambda r: _add_spike(r, "noise", 1, 0), "spike steps of 'noise'"),
+    ("projections-loihi",
+     lambda r: _nudge_state(r, "p.u", 3e-4, 3.0, "p"), r"'p.u' \(fixed point"),
+    ("lif-loihi", lambda r: _nudge_state(r, "p.v", 5e-3, 15.0, "p"), r"'p.v' \(fixed point"),
+    ("monitors-loihi", lambda r: r.traces["p.u.sub"].neurons.__setitem__(slice(None), [0, 2]),
+     "'p.u.sub' neurons"),
+    ("stdp-loihi", lambda r: _mirror_weights(r, "pre->post.weights"), "the protocol implies"),
+    ("stdp-loihi", lambda r: _early_move(r, "pre->post.weights"), "nothing to pair yet"),
+    ("stdp-loihi", lambda r: _add_spike(r, "post", 12, 1), "spikes of 'post'"),
+    ("reward-stdp-loihi", lambda r: _swap_weights(r, "pre->win.weights", "pre->lose.weights"),
+     "the protocol implies"),
+    ("reward-stdp-loihi", lambda r: r.traces["reward.level"].values.__imul__(-1.0),
+     "'reward.level'"),
+], ids=["poisson-spike-without-input", "poisson-extra-draw", "projections-u",
+        "lif-v", "monitors-order", "stdp-reversed", "stdp-before-pairing", "stdp-extra-spike",
+        "reward-sign-swapped", "reward-level-sign"])
+def test_loihi_fixed_checks_catch_a_wrong_result(name, breaks, match):
+    """The fixed-point checks (which also judge Lava's results) fail on a result that breaks
+    what the IR implies, each with a message naming the record."""
+    spec, res = _fixed_run(name)
+    spec.fixed_check(spec.build(), res)  # the untouched run passes
+    breaks(res)
+    with pytest.raises(AssertionError, match=match):
+        spec.fixed_check(spec.build(), res)
+
+
+def test_loihi_float_checks_hold_the_float_columns_to_1e_9():
+    from evospike.conformance.matrix import cached_run, spec_by_name
+
+    spec = spec_by_name("lif-loihi")
+    res = copy.deepcopy(cached_run(spec, "torch-eager"))
+    res.traces["p.v"].values[0, 20, 1] += 1e-6  # far inside the fixed-point tolerance
+    with pytest.raises(AssertionError, match=r"'p.v': .* at \(20, 1\)"):
+        spec.check(spec.build(), res)
+    spec = spec_by_name("stdp-loihi")
+    res = copy.deepcopy(cached_run(spec, "torch-eager"))
+    res.weights["pre->post.weights"].values[0, 50:, 3] += 1e-6
+    with pytest.raises(AssertionError, match=r"'pre->post' weights: .* at \(50, 3\)"):
+        spec.check(spec.build(), res)

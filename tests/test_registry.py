@@ -259,3 +259,14 @@ def test_nodes_lists_every_node_field_by_field():
     kinds = [type(n).__name__ for n in net.nodes()]
     assert kinds == ["Population", "SpikeTimesSource", "Projection", "STDP", "SpikeMonitor",
                      "WeightMonitor"]
+
+
+def test_torch_fixed_point_refuses_the_new_rule_by_name(shadow_stdp):
+    """The fixed-point engine runs Loihi's learning engine, which carries STDP and
+    RewardModulatedSTDP only: a subclass is refused, not run as STDP nor left static."""
+    cls, registry, compile_stdp = shadow_stdp
+    registry.register(cls)(compile_stdp)  # carried by the float engines, not by Loihi's
+    with pytest.raises(UnsupportedError) as info:
+        get_backend("torch").compile(_net(cls), precision="fixed", progress=False)
+    assert any(r.startswith("ShadowSTDP 'pre->post.rule'") for r in info.value.reasons), \
+        info.value.reasons

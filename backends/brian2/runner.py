@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -16,13 +15,12 @@ from typing import NoReturn
 
 import numpy as np
 
-import evospike
 from evospike.errors import EvoSpikeError
 from evospike.ir.network import Network
 from evospike.ir.nodes import PoissonSource
 from evospike.realize import current_values, poisson_events
-from evospike.results import Results, SpikeData, TraceData, WeightData
-from evospike.units import steps_of
+from evospike.results import Results
+from evospike.run_loop import ProgressBar, ResultsBuilder, RunCall, steps_for
 
 from .compiler import Brian2Config, Built, build_trial
 from .structural import keep_last_spikes, run_segmented
@@ -51,8 +49,10 @@ def _standalone_failure(exc: RuntimeError, directory: str) -> NoReturn:
                         f"{directory})") from None
 
 
-class _Stopped(Exception):
-    """Brian2 stopped a run early (its SIGINT handler): the remaining runs must not start."""
+class _Stopped(KeyboardInterrupt):
+    """Brian2 stopped a run early (its SIGINT handler): the remaining runs must not start.
+    An interruption like any other (see `evospike.run_loop.RunCall`), one that ended the step
+    in progress cleanly."""
 
 
 def _brian2():
@@ -111,25 +111,6 @@ class Brian2Runner:
                 built.sources[name].set_spikes(neurons, steps * net.dt_ms * b2.ms)
         return self._current_namespace(built, start + n_steps)
 
-    def _reporter(self, show: bool, label: str, bars: list):
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        def report(elapsed, completed, start, duration):
-            # the bar starts at Brian2's first report, after the code was compiled, so that
-            # its rate and time left are the simulation's
-            if not bars or bars[-1][0] != label or bars[-1][1].disable:  # closed
-                bars.append((label, tqdm(total=100, unit="%", desc=label, leave=False,
-                                         delay=2.0)))
-            bar = bars[-1][1]
-            bar.n = round(100 * float(completed))
-            bar.refresh()
-            if completed >= 1.0:
-                bar.close()
-
-        return report
-
     def run(self, duration_ms: float, progress: bool | None = None) -> Results:
         """Advance by ``duration_ms``; returns everything recorded since compilation.
 
@@ -140,49 +121,49 @@ class Brian2Runner:
         b2, net = self.b2, self.net
         if self._unusable:
             raise EvoSpikeError(self._unusable)
-        n_steps = steps_of(duration_ms, net.dt_ms, "Run", net.name, "duration_ms")
+        n_steps = steps_for(duration_ms, net.dt_ms, net.name)
         show = self.cfg.progress if progress is None else progress
         if self.standalone:
             return self._run_standalone(n_steps, show)
         start, end = self.step, self.step + n_steps
         compile_notice(self.target, show)
-        t0 = time.perf_counter()
         running: int | None = None
-        stopped = hard = False
-        bars: list = []
-        try:
+        with RunCall() as call:
             for k, built in enumerate(self.trials):
                 running = k
                 namespace = self._feed_inputs(built, start, n_steps)
-                report = self._reporter(show, f"{net.name} brian2 trial {k}", bars)
-                # structural plasticity edits the Synapses between segments (structural.py)
-                run_segmented(b2, net, built, start, n_steps,
-                              lambda steps, built=built, namespace=namespace, report=report:
-                              self._run_piece(built, steps, namespace, report))
+                # one bar per trial, in % of its steps; it starts at Brian2's first report,
+                # after the code was compiled, so that its rate and time left are the run's
+                with ProgressBar(100, show, f"{net.name} brian2 trial {k}", unit="%",
+                                 lazy=True) as bar:
+                    # structural plasticity edits the Synapses between segments (structural.py)
+                    run_segmented(b2, net, built, start, n_steps,
+                                  lambda steps, built=built, namespace=namespace, bar=bar:
+                                  self._run_piece(built, steps, namespace, bar, start, n_steps))
             running = None
             self.step = end
-        except _Stopped:
-            stopped = True
-        except KeyboardInterrupt:
-            stopped = True
-            hard = b2.Network._globally_running  # raised inside Brian2's step loop
+        self.wall_time_s += call.wall_time_s
+        if call.interrupted:
+            # raised inside Brian2's step loop (a stop by its handler ends the loop normally)
+            hard = b2.Network._globally_running
             # Brian2 clears this flag only when a run ends normally; left set, its SIGINT
             # handler would swallow every later Ctrl-C of this process
             b2.Network._globally_running = False
-        finally:
-            for _, bar in bars:
-                bar.close()
-            self.wall_time_s += time.perf_counter() - t0
-        if stopped:
             self._keep_after_interrupt(end, running, hard)
         return self.results()
 
-    def _run_piece(self, built: Built, n_steps: int, namespace: dict, report) -> None:
-        """Run ``n_steps`` of one trial; raise `_Stopped` when Brian2 stopped it early."""
+    def _run_piece(self, built: Built, n_steps: int, namespace: dict, bar: ProgressBar,
+                   start: int, total: int) -> None:
+        """Run ``n_steps`` of one trial (a segment of its ``total`` steps from ``start``);
+        raise `_Stopped` when Brian2 stopped it early."""
         b2, net = self.b2, self.net
         before = self._trial_step(built)
+
+        def report(elapsed, completed, run_start, duration):
+            bar.show_at(round(100 * (before - start + float(completed) * n_steps) / total))
+
         built.network.run(n_steps * net.dt_ms * b2.ms, namespace=namespace or None,
-                          report=report, report_period=1 * b2.second)
+                          report=report if bar.show else None, report_period=1 * b2.second)
         # a stop requested during the last step ends the run at its full length, but the flag
         # is still set; the next trial's run would clear it and carry on
         if self._trial_step(built) < before + n_steps or b2.Network._globally_stopped:
@@ -273,66 +254,53 @@ class Brian2Runner:
 
     def results(self) -> Results:
         b2, net = self.b2, self.net
-        dt = net.dt_ms
-        meta = {
-            "network": net.name, "backend": "brian2",
-            "engine": self.target if self.standalone else f"runtime/{self.target}",
-            "engine_note": "", "device": "cpu", "precision": "float64", "dt_ms": dt,
-            "n_steps": self.step, "duration_ms": self.step * dt,
-            "seeds": np.asarray(self.cfg.seeds), "n_trials": len(self.trials),
-            "wall_time_s": self.wall_time_s, "build_time_s": self.build_time_s,
+        out = ResultsBuilder(
+            net.name, "brian2",
+            engine=self.target if self.standalone else f"runtime/{self.target}",
+            engine_note="", device="cpu", precision="float64", dt_ms=net.dt_ms,
+            n_steps=self.step, seeds=self.cfg.seeds, wall_time_s=self.wall_time_s,
+            complete=self.complete, versions={"brian2": b2.__version__},
+            build_time_s=self.build_time_s,
             **({"standalone_run_time_s": self.standalone_run_time_s}
                if self.standalone_run_time_s is not None else {}),
-            "complete": self.complete, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **({"interrupted": self.note} if self.note else {}),
-            "versions": {"evospike": evospike.__version__, "brian2": b2.__version__,
-                         "numpy": np.__version__, "python": platform.python_version()},
-        }
-        res = Results(meta)
+            **({"interrupted": self.note} if self.note else {}))
         for mon in net.spike_monitors:
-            steps, neurons, trials = [], [], []
-            for k, built in enumerate(self.trials):
-                sm = built.spike_monitors[mon.target]
-                s = np.round(np.asarray(sm.t / b2.ms) / dt).astype(np.int64)
-                done = s < self.step  # a run stopped inside a step recorded part of it
-                s = s[done]
-                steps.append(s)
-                neurons.append(np.asarray(sm.i, dtype=np.int64)[done])
-                trials.append(np.full(s.size, k, dtype=np.int64))
-            step, neuron, trial = (np.concatenate(a) for a in (steps, neurons, trials))
-            order = np.lexsort((neuron, step, trial))
-            res.spikes_by_node[mon.target] = SpikeData(net.size_of(mon.target), step[order],
-                                                       neuron[order].astype(np.int32),
-                                                       trial[order].astype(np.int32))
+            monitors = [built.spike_monitors[mon.target] for built in self.trials]
+            out.spikes_by_trial(mon.target, net.size_of(mon.target),
+                                [(self._steps_of(sm), np.asarray(sm.i, np.int64))
+                                 for sm in monitors])
         for name, mon in net.state_monitors.items():
-            values, steps = [], None
+            samples = []
             for built in self.trials:
                 sm = built.state_monitors[name]
                 variable, unit = built.trace_vars[name]
                 raw = np.asarray(getattr(sm, variable + "_") if unit else getattr(sm, variable))
-                scale = 1e3 if unit == "mV" else 1.0  # volt -> mV
-                steps = np.round(np.asarray(sm.t / b2.ms) / dt).astype(np.int64)
-                done = steps < self.step
-                steps = steps[done]
-                values.append((raw * scale).T[done])
-            res.traces[name] = TraceData(mon.target, mon.variable, steps, mon.neurons,
-                                         np.stack(values))
+                samples.append(self._samples(sm, raw * (1e3 if unit == "mV" else 1.0)))
+            out.trace(name, mon.target, mon.variable, samples[0][0], mon.neurons,
+                      np.stack([values for _, values in samples]))
         for name, mon in net.weight_monitors.items():
-            values, steps = [], None
+            samples = []
             for built in self.trials:
                 wm = built.weight_monitors[name]
                 unit = built.emitted[net.projections[mon.projection].post].state_units.get("v")
                 raw = np.asarray(wm.w_ if unit == "mV" else wm.w)
-                steps = np.round(np.asarray(wm.t / b2.ms) / dt).astype(np.int64)
-                done = steps < self.step
-                steps = steps[done]
-                values.append((raw * (1e3 if unit == "mV" else 1.0)).T[done])
-            res.weights[name] = WeightData(mon.projection, steps, np.stack(values))
-        if net.processes:  # energy budgets: the run's energy estimate on their profiles
-            from evospike.ir.energy_budget import energy_meta
+                samples.append(self._samples(wm, raw * (1e3 if unit == "mV" else 1.0)))
+            out.weights(name, mon.projection, samples[0][0],
+                        np.stack([values for _, values in samples]))
+        # energy budgets: the run's energy estimate on their profiles
+        return out.build(energy_of=net)
 
-            res.meta.update(energy_meta(net, res))
-        return res
+    def _steps_of(self, monitor) -> np.ndarray:
+        """The steps of what a Brian2 monitor recorded (its times, in whole steps)."""
+        return np.round(np.asarray(monitor.t / self.b2.ms) / self.net.dt_ms).astype(np.int64)
+
+    def _samples(self, monitor, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values (samples, n)) of a state or synapse monitor's ``raw`` (n, samples),
+        within the steps run: trials are stacked, and a run stopped inside a step may have
+        sampled part of it in one trial only."""
+        steps = self._steps_of(monitor)
+        done = steps < self.step
+        return steps[done], raw.T[done]
 
     def memory_report(self) -> dict:
         """Bytes of Brian2's synapse arrays (pre and post indices, weights, delays)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import queue
 import re
 import signal
@@ -34,10 +33,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-import evospike
 from evospike.errors import EvoSpikeError
-from evospike.results import Results, SpikeData, TraceData, WeightData
-from evospike.units import steps_of
+from evospike.results import Results
+from evospike.run_loop import ProgressBar, ResultsBuilder, RunCall, steps_for
 
 from . import learning, three_factor
 from .compiler import LavaConfig, Plan
@@ -479,37 +477,25 @@ class LavaRunner:
         """Advance by ``duration_ms``; returns everything recorded since compilation (the
         worker replays the run from step 0: see the module docstring)."""
         net = self.plan.network
-        n_new = steps_of(duration_ms, net.dt_ms, "Run", net.name, "duration_ms")
-        end = self.step + n_new
+        end = self.step + steps_for(duration_ms, net.dt_ms, net.name)
         show = self.cfg.progress if progress is None else progress
-        t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="evospike_lava_") as tmp:
             job, out = Path(tmp) / "job.h5", Path(tmp) / "out.h5"
-            write_job(self.plan, self.cfg.seeds, end, self.cfg.chunk_steps, job,
-                      self.cfg.cache_delay_weights)
-            bar = None
-            if show:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=end * len(self.cfg.seeds), unit="step",
-                           desc=f"{net.name} lava {self.plan.select_tag}", leave=False)
-
-            def on_progress(done: int, total: int) -> None:
-                if bar is not None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
             failure: WorkerError | None = None
-            try:
-                finished = run_worker(self.python.path, job, out, self.cfg.timeout_s,
-                                      on_progress)
-            except WorkerError as exc:
-                failure = exc
-            finally:
-                if bar is not None:
-                    bar.close()
-                self.wall_time_s += time.perf_counter() - t0
+            finished = False
+            # the worker reports its progress over all trials (replayed steps included)
+            with ProgressBar(end * len(self.cfg.seeds), show,
+                             f"{net.name} lava {self.plan.select_tag}") as bar, \
+                    RunCall() as call:
+                write_job(self.plan, self.cfg.seeds, end, self.cfg.chunk_steps, job,
+                          self.cfg.cache_delay_weights)
+                try:
+                    # a Ctrl-C inside asks the worker to stop and write what it has: False
+                    finished = run_worker(self.python.path, job, out, self.cfg.timeout_s,
+                                          bar.show_at)
+                except WorkerError as exc:
+                    failure = exc
+            self.wall_time_s += call.wall_time_s
             if failure is not None:
                 # keep what the dead worker recorded: the caller can save it (the CLI does)
                 if self._read_partial(out):
@@ -563,50 +549,35 @@ class LavaRunner:
         plan, net = self.plan, self.plan.network
         trials = (self._out or {"trials": []})["trials"]
         wm = self.worker_meta
-        meta = {
-            "network": net.name, "backend": "lava",
-            "engine": f"Loihi2SimCfg(select_tag={plan.select_tag!r})",
-            "engine_note": "; ".join(plan.notes), "device": "cpu (Lava simulation)",
-            "precision": plan.select_tag, "dt_ms": net.dt_ms, "n_steps": self.step,
-            "duration_ms": self.step * net.dt_ms, "seeds": np.asarray(self.cfg.seeds),
-            "n_trials": len(self.cfg.seeds), "wall_time_s": self.wall_time_s,
-            "build_time_s": float(wm.get("build_time_s", 0.0)),
-            "worker_wall_time_s": float(wm.get("wall_time_s", 0.0)),
-            "complete": self.complete, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "versions": {"evospike": evospike.__version__,
-                         "lava-nc": str(wm.get("lava_version", "")),
-                         "numpy (worker)": str(wm.get("numpy_version", "")),
-                         "python": platform.python_version(),
-                         "lava python": str(self.python.path)},
-        }
-        if plan.select_tag == "fixed_pt":
-            meta["trace_units"] = ("fixed_pt traces hold Lava's integer u and v; divide by "
-                                   "fixed_scales[population] for the network's units")
-            meta["fixed_scales"] = {k: float(v) for k, v in plan.scales.items()}
-        res = Results(meta)
+        fixed = ({"trace_units": "fixed_pt traces hold Lava's integer u and v; divide by "
+                                 "fixed_scales[population] for the network's units",
+                  "fixed_scales": {k: float(v) for k, v in plan.scales.items()}}
+                 if plan.select_tag == "fixed_pt" else {})
+        out = ResultsBuilder(
+            net.name, "lava", engine=f"Loihi2SimCfg(select_tag={plan.select_tag!r})",
+            engine_note="; ".join(plan.notes), device="cpu (Lava simulation)",
+            precision=plan.select_tag, dt_ms=net.dt_ms, n_steps=self.step,
+            seeds=self.cfg.seeds, wall_time_s=self.wall_time_s, complete=self.complete,
+            versions={"lava-nc": str(wm.get("lava_version", "")),
+                      "numpy (worker)": str(wm.get("numpy_version", "")),
+                      "lava python": str(self.python.path)},
+            build_time_s=float(wm.get("build_time_s", 0.0)),
+            worker_wall_time_s=float(wm.get("wall_time_s", 0.0)), **fixed)
         n_trials = len(self.cfg.seeds)
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         for mon in net.spike_monitors:
-            steps, neurons, tr = [], [], []
-            for k in range(n_trials):
-                if mon.target in plan.sources:
-                    s, n = plan.source_events(mon.target, self.cfg.seeds[k], self.step)
-                elif k < len(trials) and mon.target in trials[k][0]:
-                    s, n = trials[k][0][mon.target]
-                else:
-                    s, n = np.zeros(0, np.int64), np.zeros(0, np.int64)
-                steps.append(np.asarray(s, np.int64))
-                neurons.append(np.asarray(n, np.int64))
-                tr.append(np.full(len(s), k, np.int64))
-            step, neuron, trial = (np.concatenate(a) for a in (steps, neurons, tr))
-            order = np.lexsort((neuron, step, trial))
-            res.spikes_by_node[mon.target] = SpikeData(net.size_of(mon.target), step[order],
-                                                       neuron[order].astype(np.int32),
-                                                       trial[order].astype(np.int32))
+            if mon.target in plan.sources:  # the inputs are drawn on the host
+                per_trial = [plan.source_events(mon.target, seed, self.step)
+                             for seed in self.cfg.seeds]
+            else:  # trials the worker did not reach spiked nowhere
+                per_trial = [trials[k][0].get(mon.target, empty) if k < len(trials) else empty
+                             for k in range(n_trials)]
+            out.spikes_by_trial(mon.target, net.size_of(mon.target), per_trial)
         levels = learning.modulator_level_monitors(net)  # RewardModulatedSTDP
         for name, (mon, mod) in levels.items():
             steps, values = three_factor.level_trace(mod, net.dt_ms, self.step,
                                                      mon.every_steps, n_trials)
-            res.traces[name] = TraceData(mon.target, mon.variable, steps, mon.neurons, values)
+            out.trace(name, mon.target, mon.variable, steps, mon.neurons, values)
         for name, mon in net.state_monitors.items():
             if name in levels:
                 continue
@@ -618,8 +589,7 @@ class LavaRunner:
                     values[k, :got.shape[0]] = got
             if mon.variable == "v" and plan.select_tag == "floating_pt":
                 values = values + plan.populations[mon.target].v_offset[mon.neurons]
-            res.traces[name] = TraceData(mon.target, mon.variable, sample_steps, mon.neurons,
-                                         values)
+            out.trace(name, mon.target, mon.variable, sample_steps, mon.neurons, values)
         for name, mon in net.weight_monitors.items():  # STDP (learning.py)
             conn = next(c for c in plan.connections if c.projection == mon.projection)
             sample_steps = np.arange(0, self.step, mon.every_steps, dtype=np.int64)
@@ -630,8 +600,8 @@ class LavaRunner:
                     got = np.asarray(got, np.float64)[:sample_steps.size]
                     values[k, :got.shape[0]] = got[:, conn.post_idx, conn.pre_idx] * \
                         conn.learning.quantum
-            res.weights[name] = WeightData(mon.projection, sample_steps, values)
-        return res
+            out.weights(name, mon.projection, sample_steps, values)
+        return out.build()
 
     def memory_report(self) -> dict:
         """Bytes of the synapse arrays handed to Lava (post, pre, weight, delay per synapse)."""

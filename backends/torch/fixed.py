@@ -20,14 +20,11 @@ after the step's reset; ``meta["fixed_scales"]`` gives the units per float unit.
 from __future__ import annotations
 
 import json
-import platform
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-import evospike
 from evospike.errors import EvoSpikeError, UnsupportedError
 from evospike.fixed_point import (
     FixedPointNetwork,
@@ -39,12 +36,12 @@ from evospike.hardware.loihi import learning, three_factor
 from evospike.ir.network import Network
 from evospike.ir.nodes import PoissonSource
 from evospike.realize import poisson_events, spike_time_steps
-from evospike.results import Results, SpikeData, TraceData, WeightData
-from evospike.units import steps_of
+from evospike.results import Results
+from evospike.run_loop import ResultsBuilder, run_chunks, steps_for
 
 from .fixed_learning import LearningProjection
+from .runner import logged_spikes
 
-CHUNK_STEPS = 1000
 _I32 = 2 ** 32
 
 
@@ -245,35 +242,36 @@ class FixedRunner:
         src_t = {k: torch.as_tensor(f, dtype=torch.int64, device=dev)
                  for k, (f, _) in inputs.items()}
         logs: dict[str, list[torch.Tensor]] = {k: [] for k in self._spikes}
-        for offset in range(n):
-            step = start + offset
-            fired: dict[str, torch.Tensor] = {}
-            for name, p in self.pops.items():
-                slot = step % p.buf.shape[0]
-                a_in = p.buf[slot].clone()
-                p.buf[slot].zero_()
-                spiked = step_population(p, self.prof, step, a_in)
-                fired[name] = torch.nonzero(spiked.view(-1)).view(-1)
-            for name, (_, ptr) in inputs.items():
-                fired[name] = src_t[name][int(ptr[offset]):int(ptr[offset + 1])]
-            for name, projs in self.out.items():
-                for proj in projs:
-                    propagate(proj, fired[name], self.pops[proj.post], step)
-            if self.learning:  # STDP (fixed_learning.py)
-                self._learn(step, fired)
-            for name in logs:
-                logs[name].append(fired[name])
-            for key, mon in self.fx.state_monitors.items():
-                if step % mon.every_steps == 0:
-                    state = getattr(self.pops[mon.target], mon.variable)
-                    self._trace_steps[key].append(step)
-                    self._trace_values[key].append(state[:, self._mon_idx[key]].cpu().numpy())
-            self.step = step + 1
-        for name, log in logs.items():
-            counts = np.array([t.numel() for t in log], dtype=np.int64)
-            flat = torch.cat(log).cpu().numpy() if log else np.zeros(0, np.int64)
-            steps = np.repeat(np.arange(start, start + len(counts)), counts)
-            self._spikes[name].append((steps, flat))
+        try:
+            for offset in range(n):
+                step = start + offset
+                fired: dict[str, torch.Tensor] = {}
+                for name, p in self.pops.items():
+                    slot = step % p.buf.shape[0]
+                    a_in = p.buf[slot].clone()
+                    p.buf[slot].zero_()
+                    spiked = step_population(p, self.prof, step, a_in)
+                    fired[name] = torch.nonzero(spiked.view(-1)).view(-1)
+                for name, (_, ptr) in inputs.items():
+                    fired[name] = src_t[name][int(ptr[offset]):int(ptr[offset + 1])]
+                for name, projs in self.out.items():
+                    for proj in projs:
+                        propagate(proj, fired[name], self.pops[proj.post], step)
+                if self.learning:  # STDP (fixed_learning.py)
+                    self._learn(step, fired)
+                for name in logs:
+                    logs[name].append(fired[name])
+                for key, mon in self.fx.state_monitors.items():
+                    if step % mon.every_steps == 0:
+                        state = getattr(self.pops[mon.target], mon.variable)
+                        self._trace_steps[key].append(step)
+                        self._trace_values[key].append(
+                            state[:, self._mon_idx[key]].cpu().numpy())
+                self.step = step + 1
+        finally:
+            # an interrupt lands mid-chunk: keep the spikes of the steps done
+            for name, log in logs.items():
+                self._spikes[name].append(logged_spikes(start, self.step, log))
 
     def _learn(self, step: int, fired: dict[str, torch.Tensor]) -> None:
         """STDP (fixed_learning.py): send the plastic projections' spikes with the weights
@@ -297,77 +295,44 @@ class FixedRunner:
 
     def run(self, duration_ms: float, progress: bool | None = None) -> Results:
         """Advance by ``duration_ms`` (whole steps) and return everything recorded so far.
-        Ctrl-C stops at the end of the current chunk (<= 1000 steps), marked incomplete."""
-        n_steps = steps_of(duration_ms, self.fx.dt_ms, "Run", self.fx.name, "duration_ms")
-        show = self.progress if progress is None else progress
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n_steps, unit="step", desc=f"{self.fx.name} (fixed)", leave=False,
-                       delay=2.0)
-        end = self.step + n_steps
-        t0 = time.perf_counter()
-        try:
-            while self.step < end:
-                n = min(CHUNK_STEPS - self.step % CHUNK_STEPS, end - self.step)
-                self._run_chunk(self.step, n)
-                if bar is not None:
-                    bar.update(n)
-        except KeyboardInterrupt:
-            self.complete = False
-        finally:
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            self.wall_time_s += time.perf_counter() - t0
-            if bar is not None:
-                bar.close()
+        Ctrl-C stops after the step in progress, keeping the steps done, marked incomplete."""
+        n_steps = steps_for(duration_ms, self.fx.dt_ms, self.fx.name)
+        done = run_chunks(self.step, n_steps, self._advance, lambda: self.step,
+                          progress=self.progress if progress is None else progress,
+                          label=f"{self.fx.name} (fixed)",
+                          sync=torch.cuda.synchronize if self.device.type == "cuda" else None)
+        self.wall_time_s += done.wall_time_s
+        self.complete = self.complete and done.complete
         return self.results()
+
+    def _advance(self, start: int, n: int) -> int:
+        self._run_chunk(start, n)
+        return n
 
     def results(self) -> Results:
         fx = self.fx
         trials = len(self.seeds)
-        meta = {
-            "network": fx.name, "backend": "torch", "engine": "fixed",
-            "engine_note": "; ".join([f"integer engine, profile {fx.profile.name}",
-                                      *fx.notes]),
-            "device": str(self.device), "precision": "fixed", "fixed_profile": fx.profile.name,
-            "fixed_scales": json.dumps({k: p.scale for k, p in fx.populations.items()}),
-            "dt_ms": fx.dt_ms, "n_steps": self.step, "duration_ms": self.step * fx.dt_ms,
-            "seeds": np.asarray(self.seeds), "n_trials": trials,
-            "wall_time_s": self.wall_time_s, "complete": self.complete,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "versions": {"evospike": evospike.__version__, "torch": torch.__version__,
-                         "numpy": np.__version__, "python": platform.python_version()},
-        }
-        res = Results(meta)
+        out = ResultsBuilder(
+            fx.name, "torch", engine="fixed",
+            engine_note="; ".join([f"integer engine, profile {fx.profile.name}", *fx.notes]),
+            device=str(self.device), precision="fixed", dt_ms=fx.dt_ms, n_steps=self.step,
+            seeds=self.seeds, wall_time_s=self.wall_time_s, complete=self.complete,
+            versions={"torch": torch.__version__}, fixed_profile=fx.profile.name,
+            fixed_scales=json.dumps({k: p.scale for k, p in fx.populations.items()}))
         for node, parts in self._spikes.items():
-            size = fx.size_of(node)
-            steps = np.concatenate([p[0] for p in parts] or [np.zeros(0, np.int64)])
-            flat = np.concatenate([p[1] for p in parts] or [np.zeros(0, np.int64)])
-            trial, neuron = np.divmod(flat.astype(np.int64), size)
-            order = np.lexsort((neuron, steps, trial))
-            res.spikes_by_node[node] = SpikeData(size, steps[order].astype(np.int64),
-                                                 neuron[order].astype(np.int32),
-                                                 trial[order].astype(np.int32))
+            out.spikes_flat(node, fx.size_of(node), parts)
         for key, mon in fx.state_monitors.items():
-            values = self._trace_values[key]
-            arr = np.stack(values, axis=1) if values else np.zeros((trials, 0, mon.neurons.size),
-                                                                   np.int64)
-            res.traces[key] = TraceData(mon.target, mon.variable,
-                                        np.asarray(self._trace_steps[key], np.int64),
-                                        mon.neurons, arr.astype(np.int64))
+            out.trace(key, mon.target, mon.variable, self._trace_steps[key], mon.neurons,
+                      out.stacked(self._trace_values[key], mon.neurons.size, np.int64))
         for key, (mon, mod) in self.level_monitors.items():  # RewardModulatedSTDP
             steps, values = three_factor.level_trace(mod, fx.dt_ms, self.step, mon.every_steps,
                                                      trials)
-            res.traces[key] = TraceData(mon.target, mon.variable, steps, mon.neurons, values)
+            out.trace(key, mon.target, mon.variable, steps, mon.neurons, values)
         for key, mon in self.weight_monitors.items():  # STDP (fixed_learning.py)
-            values = self._weight_values[key]
             n_syn = self.learning[mon.projection].post_idx.size
-            arr = np.stack(values, axis=1) if values else np.zeros((trials, 0, n_syn))
-            res.weights[key] = WeightData(mon.projection,
-                                          np.asarray(self._weight_steps[key], np.int64), arr)
-        return res
+            out.weights(key, mon.projection, self._weight_steps[key],
+                        out.stacked(self._weight_values[key], n_syn))
+        return out.build()
 
     def memory_report(self) -> dict:
         def nbytes(t: torch.Tensor) -> int:

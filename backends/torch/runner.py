@@ -3,38 +3,32 @@ monitors ask for, and returns `Results`. Calling `run` again continues the same 
 
 from __future__ import annotations
 
-import platform
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-import evospike
 from evospike.dynamics import LinearStep
 from evospike.realize import current_values, poisson_events
-from evospike.results import Results, SpikeData, TraceData, WeightData
-from evospike.units import steps_of
+from evospike.results import Results
+from evospike.run_loop import ResultsBuilder, run_chunks, steps_for
 
 from . import eager
 from .compiler import CompiledNetwork
 from .processes import TModulator
 
-CHUNK_STEPS = 1000
-
 
 @dataclass
 class _Recorder:
-    spike_steps: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    spike_flat: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    #: per node, chunks of (steps, flat) with flat = trial * size + neuron
+    spikes: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     trace_steps: dict[str, list[int]] = field(default_factory=dict)
     trace_values: dict[str, list[np.ndarray]] = field(default_factory=dict)
     weight_steps: dict[str, list[int]] = field(default_factory=dict)
     weight_values: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def add_spikes(self, node: str, steps: np.ndarray, flat: np.ndarray) -> None:
-        self.spike_steps.setdefault(node, []).append(steps.astype(np.int64))
-        self.spike_flat.setdefault(node, []).append(flat.astype(np.int64))
+        self.spikes.setdefault(node, []).append((steps.astype(np.int64), flat.astype(np.int64)))
 
 
 @dataclass
@@ -151,13 +145,8 @@ class TorchRunner:
             self._keep_eager_spikes(inp.start, fired_log)
 
     def _keep_eager_spikes(self, start: int, fired_log: dict[str, list[torch.Tensor]]) -> None:
-        done = self.step - start  # steps counted as run; a step cut short records nothing
         for node, log in fired_log.items():
-            del log[done:]
-            counts = np.array([t.numel() for t in log], dtype=np.int64)
-            flat = torch.cat(log).cpu().numpy() if log else np.zeros(0, np.int64)
-            steps = np.repeat(np.arange(start, start + len(counts)), counts)
-            self._rec.add_spikes(node, steps, flat)
+            self._rec.add_spikes(node, *logged_spikes(start, self.step, log))
 
     def _run_chunk_native(self, inp: ChunkInputs) -> None:
         start, end = inp.start, inp.start + inp.n
@@ -186,78 +175,42 @@ class TorchRunner:
         Ctrl-C (and, under the command line, SIGTERM or SIGHUP) stops the run after the step or
         kernel call in progress and returns what was recorded until then, with
         ``complete = False``."""
-        n_steps = steps_of(duration_ms, self.cn.network.dt_ms, "Run", self.cn.network.name,
-                           "duration_ms")
-        show = self.cn.config.progress if progress is None else progress
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            # delay: the bar appears only on runs that last more than two seconds
-            bar = tqdm(total=n_steps, unit="step", desc=f"{self.cn.network.name} ({self.engine})",
-                       leave=False, delay=2.0)
-        end = self.step + n_steps
-        t0 = time.perf_counter()
-        try:
-            while self.step < end:
-                n = min(CHUNK_STEPS - self.step % CHUNK_STEPS, end - self.step)
-                inp = self._chunk_inputs(self.step, n)
-                if self._native is not None:
-                    self._run_chunk_native(inp)
-                else:
-                    self._run_chunk_eager(inp)
-                if bar is not None:
-                    bar.update(n)
-        except KeyboardInterrupt:
-            self.complete = False
-        finally:
-            if self.cn.device.type == "cuda":
-                torch.cuda.synchronize()
-            self.wall_time_s += time.perf_counter() - t0
-            if bar is not None:
-                bar.close()
+        cn = self.cn
+        n_steps = steps_for(duration_ms, cn.network.dt_ms, cn.network.name)
+        done = run_chunks(self.step, n_steps, self._advance, lambda: self.step,
+                          progress=cn.config.progress if progress is None else progress,
+                          label=f"{cn.network.name} ({self.engine})",
+                          sync=torch.cuda.synchronize if cn.device.type == "cuda" else None)
+        self.wall_time_s += done.wall_time_s
+        self.complete = self.complete and done.complete
         return self.results()
+
+    def _advance(self, start: int, n: int) -> int:
+        inp = self._chunk_inputs(start, n)
+        if self._native is not None:
+            self._run_chunk_native(inp)
+        else:
+            self._run_chunk_eager(inp)
+        return n
 
     def results(self) -> Results:
         cn, rec = self.cn, self._rec
-        trials = len(cn.config.seeds)
-        meta = {
-            "network": cn.network.name, "backend": "torch", "engine": self.engine,
-            "engine_note": self.engine_note, "device": str(cn.device),
-            "precision": cn.config.precision, "dt_ms": cn.network.dt_ms, "n_steps": self.step,
-            "duration_ms": self.step * cn.network.dt_ms, "seeds": np.asarray(cn.config.seeds),
-            "n_trials": trials, "wall_time_s": self.wall_time_s, "complete": self.complete,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "versions": {"evospike": evospike.__version__, "torch": torch.__version__,
-                         "numpy": np.__version__, "python": platform.python_version()},
-        }
-        res = Results(meta)
+        out = ResultsBuilder(
+            cn.network.name, "torch", engine=self.engine, engine_note=self.engine_note,
+            device=str(cn.device), precision=cn.config.precision, dt_ms=cn.network.dt_ms,
+            n_steps=self.step, seeds=cn.config.seeds, wall_time_s=self.wall_time_s,
+            complete=self.complete, versions={"torch": torch.__version__})
         for node in self._recorded_nodes():
-            size = cn.network.size_of(node)
-            steps = np.concatenate(rec.spike_steps.get(node, [np.zeros(0, np.int64)]))
-            flat = np.concatenate(rec.spike_flat.get(node, [np.zeros(0, np.int64)]))
-            trial, neuron = np.divmod(flat, size)
-            order = np.lexsort((neuron, steps, trial))
-            res.spikes_by_node[node] = SpikeData(size, steps[order], neuron[order].astype(np.int32),
-                                                 trial[order].astype(np.int32))
+            out.spikes_flat(node, cn.network.size_of(node), rec.spikes.get(node, []))
         for name, mon in cn.state_monitors.items():
-            values = rec.trace_values.get(name, [])
-            arr = np.stack(values, axis=1) if values else np.zeros((trials, 0, mon.neurons.size))
-            res.traces[name] = TraceData(mon.target, mon.variable,
-                                         np.asarray(rec.trace_steps.get(name, []), np.int64),
-                                         mon.neurons, arr)
+            out.trace(name, mon.target, mon.variable, rec.trace_steps.get(name, []),
+                      mon.neurons, out.stacked(rec.trace_values.get(name, []), mon.neurons.size))
         for name, mon in cn.weight_monitors.items():
-            values = rec.weight_values.get(name, [])
             nnz = cn.projections[mon.projection].weights.shape[-1]
-            arr = np.stack(values, axis=1) if values else np.zeros((trials, 0, nnz))
-            res.weights[name] = WeightData(mon.projection,
-                                           np.asarray(rec.weight_steps.get(name, []), np.int64),
-                                           arr)
-        if cn.network.processes:  # energy budgets: the run's energy estimate on their profiles
-            from evospike.ir.energy_budget import energy_meta
-
-            res.meta.update(energy_meta(cn.network, res))
-        return res
+            out.weights(name, mon.projection, rec.weight_steps.get(name, []),
+                        out.stacked(rec.weight_values.get(name, []), nnz))
+        # energy budgets: the run's energy estimate on their profiles
+        return out.build(energy_of=cn.network)
 
     def memory_report(self) -> dict:
         """Bytes held by the compiled network: synapses (CSR, weights, delays), neuron state,
@@ -285,6 +238,17 @@ class TorchRunner:
             "bytes_per_synapse": synapse / n_syn if n_syn else 0.0,
             "total_bytes_per_synapse": total / n_syn if n_syn else 0.0,
         }
+
+
+def logged_spikes(start: int, reached: int,
+                  log: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, flat indices) of the spikes logged one tensor per step from ``start``, up to
+    step ``reached`` (exclusive): a step cut short by an interrupt counts as not run, so what
+    it logged is not kept."""
+    del log[reached - start:]
+    counts = np.array([t.numel() for t in log], dtype=np.int64)
+    flat = torch.cat(log).cpu().numpy() if log else np.zeros(0, np.int64)
+    return np.repeat(np.arange(start, start + len(counts)), counts), flat
 
 
 def is_linear(cn: CompiledNetwork) -> bool:

@@ -12,6 +12,7 @@ bit-exact comparison with each other (torch-fixed against Lava).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -558,11 +559,12 @@ def _plastic_net(name: str) -> Network:
 
 
 def _stdp_reference(net: Network, res: Results, rule: STDP, level: np.ndarray | None = None,
-                    a_plus: np.ndarray | None = None) -> np.ndarray:
+                    a_plus: np.ndarray | None = None, least_post: int = 3) -> np.ndarray:
     """The trace-form pair rule of `evospike.ir.plasticity`, step by step, from the recorded post
     spikes and the pre spikes' arrival steps; (steps, synapses) weights after each step.
     ``level``: the modulator's level after each step (three-factor rules read ``m[n-1]``);
-    ``a_plus``: the rule's a_plus in force in each step (metaplasticity)."""
+    ``a_plus``: the rule's a_plus in force in each step (metaplasticity); ``least_post``: the
+    post spikes below which the protocol would test nothing."""
     proj = net.projections[rule.projection]
     n, dt = res.n_steps, net.dt_ms
     pre, post = proj.pre_indices(), proj.indices.astype(int)
@@ -573,7 +575,7 @@ def _stdp_reference(net: Network, res: Results, rule: STDP, level: np.ndarray | 
         if k < n:
             arrive[k, i] = True
     fired = _spike_matrix(res, proj.post, proj.n_post) > 0
-    _active("post spikes", int(fired.sum()), 3)
+    _active("post spikes", int(fired.sum()), least_post)
     w = proj.weights.astype(np.float64).copy()
     x, y = np.zeros(proj.n_pre), np.zeros(proj.n_post)
     three = isinstance(rule, RewardModulatedSTDP)
@@ -1107,7 +1109,498 @@ def check_pruning(net: Network, res: Results) -> None:
         raise AssertionError("nothing was pruned: the spec tests nothing")
 
 
+# --------------------------------------------------------------------------- Loihi variants
+# The node kinds above in the shapes Loihi 2 carries (CubaLIF, or LIF with one synaptic time
+# constant; synaptic input into the current only; constant currents from time 0; delay-1,
+# additive, all-pairs STDP onto CubaLIF), so that the fixed-point columns run them too. The
+# float columns are checked against the float reference as everywhere. The fixed-point columns
+# are compared bit for bit with each other by the matrix; their own check holds them to the
+# same float reference to the precision of their integers, and to what the IR's docstrings
+# imply about where and in which direction things happen.
+
+#: fixed-point state tolerance, a fraction of the threshold span (v_thresh - v_reset), for the
+#: CubaLIF specs: their weights and decays are exactly representable in Loihi's integers
+#: (multiples of 1/4 and 1/8, 12-bit decays), so what remains is each decay's rounding toward
+#: zero, one integer unit per step, which accumulates to at most (1 + 1/du) / dv = 40 units of
+#: v against a span of over 2^19 units: below 1e-4 of it
+FIXED_CUBA_TOL = 1e-4
+#: the same for plain LIF reduced to Loihi's neuron: there du and dv are rounded to 12 bits and
+#: each weight times the current's one-step gain onto v to an 8-bit mantissa (2^-9 of each
+#: event's effect); 2e-3 of the span is twice what the lif-loihi network shows
+FIXED_LIF_TOL = 2e-3
+#: fixed-point learning against the float rule on the same spikes: Loihi's engine pairs a pre
+#: spike at its emission (one step before the IR's arrival), rounds a_plus/a_minus to m * 2^e
+#: and rounds traces and weights stochastically, so a change lands within this many weight
+#: quanta (w_max / 255) plus this fraction of the float rule's change (as in
+#: tests/test_lava_learning.py and tests/test_lava_three_factor.py)
+FIXED_LEARNING_QUANTA, FIXED_LEARNING_FRACTION = 2.5, 0.35
+
+
+def _fixed_scale(res: Results, pop: str) -> float:
+    """Integer units of ``u`` and ``v`` per float unit of population ``pop`` (the fixed-point
+    engines' ``meta['fixed_scales']``)."""
+    scales = res.meta.get("fixed_scales")
+    if isinstance(scales, (str, bytes)):
+        scales = json.loads(scales)
+    if not isinstance(scales, dict) or pop not in scales:
+        raise AssertionError(f"fixed-point results without meta['fixed_scales'][{pop!r}] "
+                             f"(got {scales!r})")
+    return float(scales[pop])
+
+
+def _param(model, name: str, size: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(getattr(model, name), dtype=np.float64), (size,))
+
+
+def _cuba_reference(model: CubaLIF, size: int, a_in: np.ndarray,
+                    i_ext: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """CubaLIF's discrete update (its docstring) from the synaptic input ``a_in`` (steps, size)
+    arriving in each step and the injected current ``i_ext``; no refractory period. Returns u,
+    v (after the reset), v_pre (before it) and spikes per step."""
+    du, dv, bias, vth, vr = (_param(model, k, size) for k in
+                             ("du", "dv", "bias", "v_thresh", "v_reset"))
+    n = a_in.shape[0]
+    i_ext = np.zeros((n, size)) if i_ext is None else i_ext
+    u, v = np.zeros(size), np.zeros(size)
+    out = {k: np.zeros((n, size)) for k in ("u", "v", "v_pre", "spikes")}
+    for k in range(n):
+        u = (1 - du) * u + a_in[k]
+        v = (1 - dv) * v + u + bias + i_ext[k]
+        out["v_pre"][k] = v
+        fired = v > vth
+        v = np.where(fired, vr, v)
+        out["u"][k], out["v"][k], out["spikes"][k] = u, v, fired
+    return out
+
+
+def _lif_syn_reference(model: LIF, size: int, dt: float, a_in: np.ndarray,
+                       drive: np.ndarray) -> dict[str, np.ndarray]:
+    """LIF with one synaptic time constant ``tau_s`` (both channels), solved in closed form
+    over each step: with ``i`` the summed current at the step's start and ``v_inf = v_rest +
+    i_bias + I``, ``v(dt) = v_inf + (v - v_inf - K) e^(-dt/tau_m) + K e^(-dt/tau_s)``, ``K =
+    i tau_s / (tau_s - tau_m)``; then ``i = i e^(-dt/tau_s) + a_in`` (events land in the
+    current after the step's integration and reach v from the next step); threshold, reset,
+    voltage held for ``tau_refrac / dt - 1`` further steps (`evospike.dynamics`). Returns v,
+    v_pre (before the reset) and spikes per step."""
+    tm, ts = _param(model, "tau_m_ms", size), _param(model, "tau_syn_exc_ms", size)
+    if np.any(_param(model, "tau_syn_inh_ms", size) != ts) or np.any(ts == tm):
+        raise AssertionError("this reference needs one synaptic time constant, unlike tau_m")
+    v_rest, v_reset = _param(model, "v_rest_mV", size), _param(model, "v_reset_mV", size)
+    vth, i_bias = _param(model, "v_thresh_mV", size), _param(model, "i_bias_mV", size)
+    hold_steps = np.rint(_param(model, "tau_refrac_ms", size) / dt).astype(int)
+    em, es = np.exp(-dt / tm), np.exp(-dt / ts)
+    n = a_in.shape[0]
+    v, i, hold = v_rest.copy(), np.zeros(size), np.zeros(size, dtype=int)
+    out = {k: np.zeros((n, size)) for k in ("v", "v_pre", "spikes")}
+    for k in range(n):
+        v_inf = v_rest + i_bias + drive[k]
+        gain = i * ts / (ts - tm)
+        free = hold == 0
+        v = np.where(free, v_inf + (v - v_inf - gain) * em + gain * es, v)
+        i = i * es + a_in[k]
+        hold = np.maximum(hold - 1, 0)
+        out["v_pre"][k] = v
+        fired = free & (v > vth)
+        v = np.where(fired, v_reset, v)
+        hold = np.where(fired, np.maximum(hold_steps - 1, 0), hold)
+        out["v"][k], out["spikes"][k] = v, fired
+    return out
+
+
+def _all_arrivals(net: Network, pop: str, n_steps: int) -> np.ndarray:
+    """(steps, size) summed weights arriving at ``pop`` per step through every (static)
+    projection from a spike-times source onto it, whatever its channel."""
+    out = np.zeros((n_steps, net.populations[pop].size))
+    for name, proj in net.projections.items():
+        if proj.post == pop:
+            out += _arrivals(net, name, n_steps)
+    return out
+
+
+def _threshold_margin(what: str, net: Network, pop: str, v_pre: np.ndarray,
+                      tol: float) -> None:
+    """The fixed point may sit ``tol`` away from the float state; where the float reference
+    comes closer than that to the threshold, rounding alone could decide a spike, and the spike
+    comparison would test luck: the spec must keep a margin (a failure here is the spec's)."""
+    model = net.populations[pop].model
+    vth = _param(model, "v_thresh" if isinstance(model, CubaLIF) else "v_thresh_mV",
+                 v_pre.shape[1])
+    margin = float(np.abs(v_pre - vth).min())
+    if margin <= tol:
+        raise AssertionError(f"{what}: the float reference comes within {margin:.3g} of the "
+                             f"threshold of '{pop}' (fixed-point tolerance {tol:.3g}): the "
+                             "spec needs a wider margin")
+
+
+def _span(net: Network, pop: str) -> float:
+    model = net.populations[pop].model
+    if isinstance(model, CubaLIF):
+        return float(np.ravel(np.asarray(model.v_thresh) - np.asarray(model.v_reset))[0])
+    return float(np.ravel(np.asarray(model.v_thresh_mV) - np.asarray(model.v_reset_mV))[0])
+
+
+def _fixed_state(res: Results, net: Network, pop: str, var: str,
+                 values: np.ndarray) -> np.ndarray:
+    """A fixed-point trace of ``pop`` in the float model's units: ``u / scale``, ``v / scale +
+    v_reset`` (Lava resets to 0; `evospike.fixed_point`)."""
+    model = net.populations[pop].model
+    out = np.asarray(values, dtype=np.float64) / _fixed_scale(res, pop)
+    if var == "v":
+        out = out + float(np.ravel(model.v_reset if isinstance(model, CubaLIF)
+                                   else model.v_reset_mV)[0])
+    return out
+
+
+def _compare_states(net: Network, res: Results, pop: str, ref: dict[str, np.ndarray],
+                    names: dict[str, str], fixed: bool, tol_frac: float) -> None:
+    """Spikes of ``pop`` equal the reference's; each every-step trace ``names[var]`` equals
+    ``ref[var]`` (to 1e-9 in float; to ``tol_frac`` of the threshold span in fixed point, with
+    the threshold margin that makes the spike comparison meaningful)."""
+    size = net.populations[pop].size
+    tol = tol_frac * _span(net, pop)
+    if fixed:
+        _threshold_margin(f"'{pop}'", net, pop, ref["v_pre"], tol)
+    _equal(f"spikes of '{pop}'" + (" (fixed point)" if fixed else ""),
+           _spike_matrix(res, pop, size), ref["spikes"])
+    for var, name in names.items():
+        if fixed:
+            _close(f"'{name}' (fixed point, in float units)",
+                   _fixed_state(res, net, pop, var, _trace(res, name)), ref[var], rtol=0,
+                   atol=tol)
+        else:
+            _close(f"'{name}'", _trace(res, name), ref[var])
+
+
+def _check_source_spikes(net: Network, res: Results, name: str) -> tuple[np.ndarray, ...]:
+    """A spike-times source's recorded spikes are its own, in step floor(t / dt)."""
+    src = net.sources[name]
+    want = sorted(zip(np.floor(src.times_ms / net.dt_ms + 1e-9).astype(int).tolist(),
+                      np.asarray(src.neurons).tolist(), strict=True))
+    got_s, got_n = res.spike_steps(name)
+    _equal(f"spikes of '{name}' (step, neuron)",
+           list(zip(got_s.tolist(), got_n.tolist(), strict=True)), want)
+    return got_s, got_n
+
+
+# poisson-source-loihi: Poisson draws onto a CubaLIF layer through its current
+LOIHI_CELL = CubaLIF(du=0.25, dv=0.125, v_thresh=2.0, v_reset=0.0)
+LOIHI_RATES = np.array([100.0, 300.0, 0.0, 800.0, 50.0, 500.0])
+
+
+def build_poisson_loihi() -> Network:
+    net = Network("poisson_loihi", dt_ms=1.0)
+    src = net.poisson_source("noise", 6, LOIHI_RATES, start_ms=5.0, stop_ms=60.0)
+    net.population("p", 6, LOIHI_CELL)
+    net.connect(src, "p", OneToOne(), weight=0.75, delay_ms=1.0, name="noise->p")
+    net.record_spikes("noise", "p")
+    net.record_state("p", "u")
+    net.record_state("p", "v")
+    return net
+
+
+def _check_poisson_loihi(net: Network, res: Results, fixed: bool) -> None:
+    """The source's spikes are the IR's keyed draws for the run's seed (the same in fixed
+    point: EvoSpike draws them for every backend); each adds 0.75 to its neuron's u one step
+    later; u, v and spikes follow CubaLIF's update; a neuron whose source is silent (rate 0)
+    stays at rest and never fires."""
+    from evospike.realize import poisson_events
+
+    seed = int(res.meta.get("seeds", [0])[0]) if "seeds" in res.meta else 0
+    steps, neurons = poisson_events(net.sources["noise"], seed, net.dt_ms, 0, res.n_steps)
+    _active("Poisson draws", steps.size, 40)
+    got_s, got_n = res.spike_steps("noise")
+    _equal("spike steps of 'noise'", got_s, steps)
+    _equal("spike neurons of 'noise'", got_n, neurons)
+    a_in = np.zeros((res.n_steps, 6))
+    keep = steps + 1 < res.n_steps
+    np.add.at(a_in, (steps[keep] + 1, neurons[keep]), 0.75)
+    ref = _cuba_reference(LOIHI_CELL, 6, a_in)
+    _active("reference spikes of 'p'", int(ref["spikes"].sum()), 5)
+    _compare_states(net, res, "p", ref, {"u": "p.u", "v": "p.v"}, fixed, FIXED_CUBA_TOL)
+    silent = LOIHI_RATES == 0
+    if np.any(_spike_matrix(res, "p", 6)[:, silent]) or \
+            np.any(_trace(res, "p.v")[:, silent] != 0):
+        raise AssertionError("a neuron of 'p' without input moved or fired")
+
+
+# projections-loihi: excitatory and inhibitory projections with delays > 1 onto CubaLIF
+def build_projections_loihi() -> Network:
+    net = Network("projections_loihi", dt_ms=1.0)
+    src = net.spike_source("in", 3, [0, 1, 2, 0, 2, 1, 0],
+                           [0.0, 3.0, 6.0, 12.0, 13.0, 20.0, 30.0])
+    net.population("p", 2, CubaLIF(du=0.25, dv=0.125, v_thresh=3.0))
+    net.connect(src, "p", FromArrays([0, 0, 1, 2, 2], [0, 1, 1, 0, 1],
+                                     weights=np.array([1.5, 2.0, 0.5, 3.0, 1.0]),
+                                     delays_ms=np.array([1.0, 3.0, 5.0, 2.0, 7.0])),
+                name="in->p.exc")
+    net.connect(src, "p", AllToAll(), weight=-1.0, delay_ms=4.0, target="inh",
+                name="in->p.inh")
+    net.record_spikes("in", "p")
+    net.record_state("p", "u")
+    net.record_state("p", "v")
+    return net
+
+
+def _check_projections_loihi(net: Network, res: Results, fixed: bool) -> None:
+    """Each event's weight lands in u in step emission + delay (both channels feed u; the
+    inhibitory weights are negative); u, v and spikes follow CubaLIF's update; ``p`` fires
+    only after excitatory input arrived."""
+    _check_source_spikes(net, res, "in")
+    n = res.n_steps
+    for name in ("in->p.exc", "in->p.inh"):
+        _active(f"events of '{name}'", int(np.count_nonzero(_arrivals(net, name, n))), 3)
+    a_in = _all_arrivals(net, "p", n)
+    ref = _cuba_reference(net.populations["p"].model, 2, a_in)
+    _active("reference spikes of 'p'", int(ref["spikes"].sum()), 2)
+    _compare_states(net, res, "p", ref, {"u": "p.u", "v": "p.v"}, fixed, FIXED_CUBA_TOL)
+    first_exc = int(np.nonzero(_arrivals(net, "in->p.exc", n).any(axis=1))[0][0])
+    if np.any(_spike_matrix(res, "p", 2)[:first_exc]):
+        raise AssertionError("'p' fired before any excitatory input arrived")
+
+
+# lif-loihi: LIF with one synaptic time constant (reduced to Loihi's neuron), constant current
+LIF_LOIHI = LIF(tau_m_ms=20.0, v_rest_mV=-65.0, v_reset_mV=-70.0, v_thresh_mV=-55.0,
+                tau_syn_exc_ms=5.0, tau_syn_inh_ms=5.0, tau_refrac_ms=2.0,
+                i_bias_mV=np.array([2.0, 0.0, 0.0]))
+
+
+def build_lif_loihi() -> Network:
+    net = Network("lif_loihi", dt_ms=1.0)
+    src = net.spike_source("in", 2, [0, 1, 0, 0, 1, 0, 1],
+                           [5.0, 8.0, 20.0, 21.0, 22.0, 40.0, 41.0])
+    net.population("p", 3, LIF_LOIHI)
+    net.inject_current("p", np.array([16.0, 6.0, 0.0]))
+    net.connect(src, "p", AllToAll(), weight=np.array([20.0, 30.0, 40.0, 10.0, 20.0, 30.0]),
+                delay_ms=1.0, name="in->p.exc")
+    net.connect(src, "p", FromArrays([1, 1], [0, 2], weights=np.array([-15.0, -10.0])),
+                delay_ms=2.0, target="inh", name="in->p.inh")
+    net.record_spikes("in", "p")
+    net.record_state("p", "v")
+    return net
+
+
+def _check_lif_loihi(net: Network, res: Results, fixed: bool) -> None:
+    """v and spikes against LIF solved in closed form with one synaptic current (constant
+    current and bias from time 0, uniform refractory period); a neuron with no bias, no current
+    and no input yet stays at rest."""
+    _check_source_spikes(net, res, "in")
+    n = res.n_steps
+    a_in = _all_arrivals(net, "p", n)
+    ref = _lif_syn_reference(LIF_LOIHI, 3, net.dt_ms, a_in, _current_drive(net, "p", n))
+    _active("reference spikes of 'p'", int(ref["spikes"].sum()), 5)
+    if not ref["spikes"][:, 1:].any():
+        raise AssertionError("only the biased neuron fires: the input tests nothing")
+    _compare_states(net, res, "p", ref, {"v": "p.v"}, fixed, FIXED_LIF_TOL)
+    first = int(np.nonzero(a_in[:, 2])[0][0])
+    v2 = _trace(res, "p.v")[:first + 1, 2]
+    if fixed:
+        v2 = _fixed_state(res, net, "p", "v", v2)
+    _close("'p.v' of neuron 2 before its input", v2, np.full(first + 1, -65.0), rtol=0,
+           atol=FIXED_LIF_TOL * _span(net, "p") if fixed else 1e-9)
+
+
+# monitors-loihi: subsampled u/v monitors, spike monitors, a constant current
+MON_CELL = CubaLIF(du=0.25, dv=0.125, bias=np.array([0.25, 0.0, 0.75]), v_thresh=4.0)
+
+
+def build_monitors_loihi() -> Network:
+    net = Network("monitors_loihi", dt_ms=1.0)
+    net.population("p", 3, MON_CELL)
+    net.inject_current("p", np.array([0.125, 0.25, 0.0]))
+    src = net.spike_source("in", 2, [0, 1, 0, 1], [3.0, 9.0, 17.0, 24.0])
+    net.connect(src, "p", AllToAll(), weight=np.array([1.5, 0.5, 0.0, 1.0, 2.0, 0.5]),
+                delay_ms=1.0, name="in->p")
+    net.record_state("p", "u", neurons=[2, 0], every_steps=3, name="p.u.sub")
+    net.record_state("p", "v", neurons=[1, 2], every_steps=5, name="p.v.sub")
+    net.record_spikes("p", "in")
+    return net
+
+
+def _check_monitors_loihi(net: Network, res: Results, fixed: bool) -> None:
+    """A StateMonitor samples the listed neurons, in their order, at steps 0, k, 2k, ...; the
+    values are CubaLIF's update with bias and constant current; spike monitors record the
+    source's and the population's spikes."""
+    _check_source_spikes(net, res, "in")
+    n = res.n_steps
+    ref = _cuba_reference(MON_CELL, 3, _all_arrivals(net, "p", n), _current_drive(net, "p", n))
+    _active("reference spikes of 'p'", int(ref["spikes"].sum()), 4)
+    tol = FIXED_CUBA_TOL * _span(net, "p")
+    if fixed:
+        _threshold_margin("'p'", net, "p", ref["v_pre"], tol)
+    _equal("spikes of 'p'", _spike_matrix(res, "p", 3), ref["spikes"])
+    for name, var, every, neurons in (("p.u.sub", "u", 3, [2, 0]), ("p.v.sub", "v", 5, [1, 2])):
+        tr = res.traces[name]
+        _equal(f"'{name}' steps", tr.steps, np.arange(0, n, every))
+        _equal(f"'{name}' neurons", tr.neurons, neurons)
+        want = ref[var][::every][:, neurons]
+        if fixed:
+            _close(f"'{name}' values (fixed point, in float units)",
+                   _fixed_state(res, net, "p", var, tr.values[0]), want, rtol=0, atol=tol)
+        else:
+            _close(f"'{name}' values", tr.values[0], want)
+
+
+# stdp-loihi: delay-1 additive all-pairs STDP onto CubaLIF, recorded by a WeightMonitor
+LOIHI_STDP = dict(tau_plus_ms=5.0, tau_minus_ms=5.0, a_plus=0.1, a_minus=0.12, w_min=0.0,
+                  w_max=2.55)
+KICK_CELL = CubaLIF(du=1.0, dv=0.5, v_thresh=10.0)
+#: per repetition (every 20 ms from 5 ms): pre 0 fires, post 0 fires 5 steps later, pre 1 5
+#: steps after that, post 1 5 steps after pre 1 (and 5 before the next pre 0): pre 0 -> post 0
+#: and pre 1 -> post 1 pair pre-before-post (potentiation), pre 1 -> post 0 and (from the
+#: second repetition) pre 0 -> post 1 post-before-pre (depression)
+STDP_REPS = np.arange(4) * 20.0 + 5.0
+STDP_DIRECTIONS = np.array([1.0, -1.0, -1.0, 1.0])  # synapses (0,0), (0,1), (1,0), (1,1)
+
+
+def build_stdp_loihi() -> Network:
+    net = Network("stdp_loihi", dt_ms=1.0)
+    reps = STDP_REPS
+    k = len(reps)
+    net.spike_source("pre", 2, [0] * k + [1] * k, [*reps, *(reps + 10.0)])
+    # a kick sent in step s arrives in s + 1 and makes its neuron fire then
+    net.spike_source("kick", 2, [0] * k + [1] * k, [*(reps + 4.0), *(reps + 14.0)])
+    net.population("post", 2, KICK_CELL)
+    net.connect("kick", "post", OneToOne(), weight=12.0, delay_ms=1.0, name="kick->post")
+    net.connect("pre", "post", AllToAll(), weight=1.0, delay_ms=1.0, name="pre->post")
+    net.stdp("pre->post", **LOIHI_STDP)
+    net.record_spikes("pre", "post")
+    net.record_weights("pre->post", every_steps=1)
+    return net
+
+
+def _kicked(net: Network, res: Results, post: str, kick: str) -> None:
+    """``post`` fires exactly in the steps its kicks arrive (the plastic input alone stays far
+    below the threshold): the spikes the learning pairs with are where the protocol puts
+    them."""
+    src = net.sources[kick]
+    want = sorted(zip((np.floor(src.times_ms / net.dt_ms + 1e-9).astype(int) + 1).tolist(),
+                      np.asarray(src.neurons).tolist(), strict=True))
+    got_s, got_n = res.spike_steps(post)
+    _equal(f"spikes of '{post}' (step, neuron)",
+           list(zip(got_s.tolist(), got_n.tolist(), strict=True)), want)
+
+
+def _learning_agrees(what: str, got: np.ndarray, ref: np.ndarray, directions: np.ndarray,
+                     w_max: float, fixed: bool, quiet_until: int) -> None:
+    """Weights (steps, synapses): each synapse moves in the direction the protocol implies
+    (and the float rule computes), none before step ``quiet_until``, all within [0, w_max];
+    in float every step equals the rule's, in fixed point the final change is the rule's to
+    FIXED_LEARNING_QUANTA weight quanta plus FIXED_LEARNING_FRACTION of it."""
+    ref_change = ref[-1] - ref[0]
+    if np.any(np.sign(ref_change) != directions) or np.abs(ref_change).min() < 0.05:
+        raise AssertionError(f"{what}: the float rule's changes {ref_change} do not follow the "
+                             f"protocol's directions {directions} by 0.05: the spec tests "
+                             "nothing")
+    if np.any(got < 0) or np.any(got > w_max + 1e-12):
+        raise AssertionError(f"{what}: weights outside [0, {w_max}]: {got.min()}..{got.max()}")
+    _close(f"{what} before step {quiet_until} (nothing to pair yet)", got[:quiet_until],
+           np.broadcast_to(got[0], got[:quiet_until].shape), rtol=0, atol=0)
+    change = got[-1] - got[0]
+    if np.any(np.sign(change) != directions):
+        raise AssertionError(f"{what}: final changes {change}, the protocol implies signs "
+                             f"{directions}")
+    if not fixed:
+        _close(what, got, ref)
+        return
+    bound = FIXED_LEARNING_QUANTA * w_max / 255 + FIXED_LEARNING_FRACTION * np.abs(ref_change)
+    bad = np.abs(change - ref_change) > bound
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise AssertionError(f"{what}: synapse {i} changes by {change[i]:.4g}, the float rule "
+                             f"by {ref_change[i]:.4g} (allowed {bound[i]:.3g})")
+
+
+def _check_stdp_loihi(net: Network, res: Results, fixed: bool) -> None:
+    """Weights against the trace-form pair rule replayed on the recorded spikes; pre-before-
+    post synapses potentiate, post-before-pre ones depress, nothing moves before the first
+    post spike; the post spikes are where the kicks put them."""
+    _check_source_spikes(net, res, "pre")
+    _kicked(net, res, "post", "kick")
+    rule = net.plasticity["pre->post.stdp"]
+    ref = _stdp_reference(net, res, rule)
+    first_post = int(res.spike_steps("post")[0].min())
+    _learning_agrees("'pre->post' weights", _weights(res, "pre->post.weights"), ref,
+                     STDP_DIRECTIONS, rule.w_max, fixed, first_post)
+
+
+# reward-stdp-loihi: RewardModulatedSTDP onto CubaLIF, one population rewarded, one punished
+LOIHI_RSTDP = dict(tau_plus_ms=10.0, tau_minus_ms=10.0, a_plus=0.1, a_minus=0.1,
+                   tau_eligibility_ms=100.0, learning_rate_per_ms=0.15, w_min=0.0, w_max=2.55)
+#: pre 0 fires 5 steps before both posts' kicked spike (step 10), pre 1 four steps after it:
+#: synapse 0's eligibility is positive, synapse 1's negative; the reward (+1 for 'win', -1 for
+#: 'lose') arrives in step 30
+RSTDP_REWARD_MS = 30.0
+RSTDP_DIRECTIONS = {"win": np.array([1.0, -1.0]), "lose": np.array([-1.0, 1.0])}
+
+
+def build_reward_stdp_loihi() -> Network:
+    net = Network("reward_stdp_loihi", dt_ms=1.0)
+    net.spike_source("pre", 2, [0, 1], [5.0, 14.0])
+    net.spike_source("kick", 2, [0, 1], [9.0, 9.0])
+    for i, (post, mod, amount) in enumerate((("win", "reward", 1.0),
+                                             ("lose", "punishment", -1.0))):
+        net.population(post, 1, KICK_CELL)
+        net.connect("kick", post, FromArrays([i], [0], weights=np.array([12.0])),
+                    delay_ms=1.0, name=f"kick->{post}")
+        net.connect("pre", post, AllToAll(), weight=1.0, delay_ms=1.0, name=f"pre->{post}")
+        net.modulator(mod, 20.0, [RewardEvents([RSTDP_REWARD_MS], [amount])])
+        net.reward_stdp(f"pre->{post}", mod, **LOIHI_RSTDP)
+        net.record_state(mod, "level")
+        net.record_weights(f"pre->{post}", every_steps=1)
+        net.record_spikes(post)
+    net.record_spikes("pre")
+    return net
+
+
+def _modulator_level(net: Network, name: str, n: int) -> np.ndarray:
+    """``m[n] = m[n-1] exp(-dt / tau) + drives of step n`` (Modulator's docstring), for
+    modulators driven by RewardEvents (an event at t falls into step floor(t / dt))."""
+    mod = net.processes[name]
+    add = np.zeros(n)
+    for drive in mod.drives:
+        if not isinstance(drive, RewardEvents):
+            raise AssertionError(f"this reference takes RewardEvents only, not {drive.kind}")
+        amounts = np.broadcast_to(drive.amounts, np.shape(drive.times_ms))
+        for t, amount in zip(np.atleast_1d(drive.times_ms), np.atleast_1d(amounts),
+                             strict=True):
+            k = int(np.floor(t / net.dt_ms + 1e-9))
+            if k < n:
+                add[k] += amount
+    m, out = mod.initial, np.zeros(n)
+    for k in range(n):
+        m = m * np.exp(-net.dt_ms / mod.tau_ms) + add[k]
+        out[k] = m
+    return out
+
+
+def _check_reward_stdp_loihi(net: Network, res: Results, fixed: bool) -> None:
+    """Each modulator's level against its decay and reward events (the fixed-point engines
+    compute it on the host in float: to 1e-9 there too); the weights against eligibility x
+    m[n-1] x learning rate replayed on the recorded spikes; the reward's sign decides the
+    direction (pre-before-post up and post-before-pre down where rewarded, the reverse where
+    punished) and nothing moves until the reward arrives."""
+    _check_source_spikes(net, res, "pre")
+    n = res.n_steps
+    reward_step = int(np.floor(RSTDP_REWARD_MS / net.dt_ms + 1e-9))
+    for post, mod in (("win", "reward"), ("lose", "punishment")):
+        _equal(f"spikes of '{post}'", res.spike_steps(post)[0], [10])
+        level = _modulator_level(net, mod, n)
+        _close(f"'{mod}.level'", _trace(res, f"{mod}.level")[:, 0], level)
+        rule = net.plasticity[f"pre->{post}.rstdp"]
+        ref = _stdp_reference(net, res, rule, level=level, least_post=1)
+        _learning_agrees(f"'pre->{post}' weights", _weights(res, f"pre->{post}.weights"), ref,
+                         RSTDP_DIRECTIONS[post], rule.w_max, fixed, reward_step + 1)
+
+
 # --------------------------------------------------------------------------- the specs
+def _float(check: Callable[[Network, Results, bool], None]) -> Check:
+    return lambda net, res: check(net, res, False)
+
+
+def _fixed(check: Callable[[Network, Results, bool], None]) -> Check:
+    return lambda net, res: check(net, res, True)
+
+
 _STDP = {(d, p): _stdp_spec(d, p) for d, p in (("additive", "all"), ("multiplicative", "all"),
                                                ("additive", "nearest"))}
 
@@ -1169,4 +1662,37 @@ SPECS: list[Spec] = [
          check_energy, "stores and spending from the spikes; no spike without energy"),
     Spec("global-energy-budget", "GlobalEnergyBudget", lambda: _energy_net("global", True),
          30.0, check_global_energy, "the shared store and spending; no spike without energy"),
+    # the Loihi variants: what the fixed-point columns (torch-fixed, Lava) carry
+    Spec("poisson-source-loihi", "PoissonSource onto CubaLIF (Loihi)", build_poisson_loihi,
+         80.0, _float(_check_poisson_loihi),
+         "the keyed draws; u, v and spikes of CubaLIF fed through its current (fixed point: "
+         "to 1e-4 of the threshold span); a silent input leaves its neuron at rest",
+         fixed_check=_fixed(_check_poisson_loihi)),
+    Spec("projections-loihi", "Projection (exc, inh; delays > 1) onto CubaLIF (Loihi)",
+         build_projections_loihi, 40.0, _float(_check_projections_loihi),
+         "u, v and spikes with each event landing in u at emission + delay (fixed point: to "
+         "1e-4 of the threshold span); no spike before excitatory input",
+         fixed_check=_fixed(_check_projections_loihi)),
+    Spec("lif-loihi", "LIF (one synaptic tau), CurrentInput (constant) (Loihi)",
+         build_lif_loihi, 60.0, _float(_check_lif_loihi),
+         "v and spikes against LIF with one synaptic current solved in closed form (fixed "
+         "point, reduced to Loihi's neuron: to 2e-3 of the threshold span)",
+         fixed_check=_fixed(_check_lif_loihi)),
+    Spec("monitors-loihi", "StateMonitor (u, v), SpikeMonitor (Loihi)", build_monitors_loihi,
+         40.0, _float(_check_monitors_loihi),
+         "sample steps, neuron order and values of subsampled u/v monitors (fixed point: to "
+         "1e-4 of the threshold span); spikes",
+         fixed_check=_fixed(_check_monitors_loihi)),
+    Spec("stdp-loihi", "STDP (delay 1, additive, all pairs) onto CubaLIF, WeightMonitor "
+         "(Loihi)", build_stdp_loihi, 85.0, _float(_check_stdp_loihi),
+         "weights every step against the pair rule on the recorded spikes; fixed point: each "
+         "synapse moves the way the pairing protocol implies, none before the first pairing, "
+         "by the rule's change to 2.5 quanta + 35 %",
+         fixed_check=_fixed(_check_stdp_loihi)),
+    Spec("reward-stdp-loihi", "RewardModulatedSTDP, Modulator (RewardEvents) onto CubaLIF "
+         "(Loihi)", build_reward_stdp_loihi, 120.0, _float(_check_reward_stdp_loihi),
+         "levels and weights against eligibility x m[n-1]; fixed point: the reward's sign sets "
+         "each synapse's direction, nothing moves before the reward, the rule's change to 2.5 "
+         "quanta + 35 %",
+         fixed_check=_fixed(_check_reward_stdp_loihi)),
 ]
