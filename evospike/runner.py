@@ -1,4 +1,6 @@
-"""The contract every backend's runner follows (a Protocol: backends share no code)."""
+"""The contract every backend's runner follows (a Protocol). What the runners do alike
+(duration check, interrupts, progress, results metadata) is written once in
+`evospike.run_loop`."""
 
 from __future__ import annotations
 

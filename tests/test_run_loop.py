@@ -15,6 +15,7 @@ from evospike.backends import get_backend
 from evospike.errors import ValidationError
 from evospike.results import Results
 from evospike.run_loop import ProgressBar, ResultsBuilder, run_chunks, steps_for
+from tests.test_lava_backend import LAVA_MISSING
 
 
 # ------------------------------------------------------------------ steps_for
@@ -158,17 +159,6 @@ def _tiny() -> Network:
     return net
 
 
-def _lava_missing() -> str | None:
-    from evospike.backends.lava import environment
-    from evospike.errors import EvoSpikeError
-
-    try:
-        environment.find_python()
-    except EvoSpikeError as exc:
-        return str(exc)
-    return None
-
-
 ENGINES = {
     "torch-eager": ("torch", {"engine": "eager"}, "torch"),
     "torch-native": ("torch", {"engine": "native"}, "torch"),
@@ -185,8 +175,8 @@ COMMON_META = {"network": str, "backend": str, "engine": str, "engine_note": str
 
 def _compile(engine: str, net: Network, seeds: tuple[int, ...]):
     backend, options, _ = ENGINES[engine]
-    if backend == "lava" and (missing := _lava_missing()):
-        pytest.skip(f"no Lava environment: {missing}")
+    if backend == "lava" and LAVA_MISSING is not None:
+        pytest.skip(f"no Lava environment: {LAVA_MISSING}")
     return get_backend(backend).compile(net, seeds=seeds, progress=False, **options)
 
 

@@ -99,6 +99,31 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
     pop.spiked = spiked
 
 
+def _add_arrivals(pop: TPopulation, arrivals: torch.Tensor | None, v: torch.Tensor,
+                  i_exc: torch.Tensor, i_inh: torch.Tensor) -> tuple:
+    """The step's arriving events (``arrivals``: one slot per channel in ``pop.channels``)
+    added to the state of their channel: ``exc``/``inh`` currents or the voltage ``v``."""
+    if arrivals is not None:
+        for slot, ch in enumerate(pop.channels):
+            name = CHANNELS[ch]
+            if name == "exc":
+                i_exc = i_exc + arrivals[slot]
+            elif name == "inh":
+                i_inh = i_inh + arrivals[slot]
+            else:
+                v = v + arrivals[slot]
+    return v, i_exc, i_inh
+
+
+def _keep_masked(pop: TPopulation, new: tuple, old: tuple) -> tuple:
+    """``new`` where the processes let a neuron integrate, ``old`` where they mask it out (a
+    masked neuron's state does not move, its inputs are dropped)."""
+    if not pop.integrate_masks:
+        return new
+    active = _all(pop.integrate_masks)
+    return tuple(torch.where(active, n, o) for n, o in zip(new, old, strict=True))
+
+
 def advance_izhikevich(pop: TPopulation, arrivals: torch.Tensor | None,
                        current: torch.Tensor | None, dt_ms: float) -> None:
     """Advance an Izhikevich population by one step in place; sets ``pop.spiked``."""
@@ -113,19 +138,9 @@ def advance_izhikevich(pop: TPopulation, arrivals: torch.Tensor | None,
     u_new = u + dt_ms * du
     ie_new = ie * c["decay_exc"]
     ii_new = ii * c["decay_inh"]
-    if arrivals is not None:
-        for slot, ch in enumerate(pop.channels):
-            name = CHANNELS[ch]
-            if name == "exc":
-                ie_new = ie_new + arrivals[slot]
-            elif name == "inh":
-                ii_new = ii_new + arrivals[slot]
-            else:
-                v_new = v_new + arrivals[slot]
-    if pop.integrate_masks:
-        active = _all(pop.integrate_masks)
-        v_new, u_new, ie_new, ii_new = (torch.where(active, new, old) for new, old in
-                                        ((v_new, v), (u_new, u), (ie_new, ie), (ii_new, ii)))
+    v_new, ie_new, ii_new = _add_arrivals(pop, arrivals, v_new, ie_new, ii_new)
+    v_new, u_new, ie_new, ii_new = _keep_masked(pop, (v_new, u_new, ie_new, ii_new),
+                                                (v, u, ie, ii))
     spiked = v_new > c["v_peak"]
     allowed = _masks(pop)
     if allowed is not None:
@@ -152,19 +167,9 @@ def advance_adex(pop: TPopulation, arrivals: torch.Tensor | None,
     v_new, w_new = adex_euler(torch, v, w, drive, c, dt_ms)
     ie_new = ie * c["decay_exc"]
     ii_new = ii * c["decay_inh"]
-    if arrivals is not None:
-        for slot, ch in enumerate(pop.channels):
-            name = CHANNELS[ch]
-            if name == "exc":
-                ie_new = ie_new + arrivals[slot]
-            elif name == "inh":
-                ii_new = ii_new + arrivals[slot]
-            else:
-                v_new = v_new + arrivals[slot]
-    if pop.integrate_masks:
-        active = _all(pop.integrate_masks)
-        v_new, w_new, ie_new, ii_new = (torch.where(active, new, old) for new, old in
-                                        ((v_new, v), (w_new, w), (ie_new, ie), (ii_new, ii)))
+    v_new, ie_new, ii_new = _add_arrivals(pop, arrivals, v_new, ie_new, ii_new)
+    v_new, w_new, ie_new, ii_new = _keep_masked(pop, (v_new, w_new, ie_new, ii_new),
+                                                (v, w, ie, ii))
     if pop.has_refractory:
         held = pop.refrac > 0
         v_new = torch.where(held, v, v_new)
