@@ -14,6 +14,9 @@ from evospike.conformance.backends import FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: the conformance suite: `conformance_cell` runs a test on every (spec, backend) cell
+pytest_plugins = ("evospike.conformance.pytest_plugin",)
+
 #: test id -> (backend name, options): the conformance suite's configurations that the process
 #: tests run on (evospike.conformance.backends is the one list; its fixed-point columns run
 #: only their own bit-exact comparisons, in tests/test_conformance.py)

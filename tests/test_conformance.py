@@ -7,34 +7,23 @@ reasons; anything else fails. `python -m evospike.conformance` prints the same m
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
 
 from evospike.conformance import __main__ as cli
-from evospike.conformance.backends import CONFIGS, Refused, Unavailable, availability
+from evospike.conformance.backends import CONFIGS, Refused, availability
 from evospike.conformance.matrix import FAIL, Mismatch, check_cell, compare, run_cell
+from evospike.conformance.pytest_plugin import run_conformance_cell
 from evospike.conformance.specs import SPECS, ir_node_kinds, kinds_in
 from evospike.errors import EvoSpikeError
 
-CELLS = [pytest.param(spec, backend, id=f"{spec.name}-{backend}")
-         for spec in SPECS for backend in CONFIGS]
 
-
-@pytest.mark.parametrize("spec, backend", CELLS)
-def test_cell(spec, backend):
-    missing = availability(backend)
-    if missing is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must be able to run {backend}: {missing}")
-        pytest.skip(f"{backend} cannot run here: {missing}")
-    try:
-        check_cell(spec, backend)
-    except Refused as exc:
-        pytest.skip(f"refused: {'; '.join(exc.reasons)}")
-    except Unavailable as exc:  # the reference column cannot run here
-        pytest.skip(str(exc))
+def test_cell(conformance_cell):
+    """One cell of the matrix; the plugin (`evospike.conformance.pytest_plugin`, loaded by
+    tests/conftest.py) parametrises it over every spec and backend configuration."""
+    spec, backend = conformance_cell
+    run_conformance_cell(spec, backend)
 
 
 def test_every_ir_node_kind_has_a_spec():
