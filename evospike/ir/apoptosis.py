@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from evospike.errors import ValidationError
+from evospike.ir.checks import check_name, check_population
 from evospike.ir.memory import _number
 from evospike.ir.schedule import Phase
 
@@ -71,10 +72,7 @@ class Apoptosis:
 
     def __post_init__(self) -> None:
         kind, name = self.kind, self.name
-        if not isinstance(name, str) or not name or "/" in name or name.strip() != name:
-            raise ValidationError(kind, str(name), "name",
-                                  "must be a non-empty string without '/' or surrounding spaces",
-                                  name)
+        check_name(kind, name)
         self.every_steps = _number(kind, name, "every_steps", self.every_steps, 1, 1e12,
                                    integer=True)
         self.window = _number(kind, name, "window", self.window, 2, 1e4, integer=True)
@@ -111,9 +109,7 @@ class Apoptosis:
         return net.populations[self.population].size
 
     def check(self, net) -> None:
-        if self.population not in net.populations:
-            raise ValidationError(self.kind, self.name, "population",
-                                  "is not a population of the network", self.population)
+        check_population(self, net)
         if self.silent_ms is not None and self.silent_ms < self.every_steps * net.dt_ms:
             raise ValidationError(self.kind, self.name, "silent_ms",
                                   f"must be at least one evaluation period "

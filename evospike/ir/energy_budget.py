@@ -37,7 +37,8 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError
-from evospike.ir.modulators import _check_name, _finite
+from evospike.ir.checks import check_name
+from evospike.ir.modulators import _finite
 from evospike.ir.schedule import Phase
 
 
@@ -103,7 +104,7 @@ class EnergyBudget:
 
     def __post_init__(self) -> None:
         kind, name = self.kind, str(self.name)
-        _check_name(kind, self.name)
+        check_name(kind, self.name)
         if not isinstance(self.population, str):
             raise ValidationError(kind, name, "population", "must be a population's name",
                                   self.population)
@@ -153,7 +154,7 @@ class GlobalEnergyBudget:
 
     def __post_init__(self) -> None:
         kind, name = self.kind, str(self.name)
-        _check_name(kind, self.name)
+        check_name(kind, self.name)
         if isinstance(self.budgets, str):
             self.budgets = (self.budgets,)
         self.budgets = tuple(self.budgets)

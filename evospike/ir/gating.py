@@ -56,7 +56,8 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError, first_bad
-from evospike.ir.modulators import _check_name, _finite, _positive_ms
+from evospike.ir.checks import check_name, check_population
+from evospike.ir.modulators import _finite, _positive_ms
 from evospike.ir.schedule import Phase
 
 #: steps per block of participation draws (the key of the random stream)
@@ -89,9 +90,7 @@ def _in_unit(kind: str, name: str, field_name: str, value, closed_low: bool = Tr
 
 
 def _target_population(node, net) -> None:
-    if node.population not in net.populations:
-        raise ValidationError(node.kind, node.name, "population",
-                              "is not a population of the network", node.population)
+    check_population(node, net)
     for other in net.processes.values():
         if other.kind == node.kind and getattr(other, "population", None) == node.population:
             raise ValidationError(node.kind, node.name, "population",
@@ -143,7 +142,7 @@ class EpigeneticGate:
 
     def __post_init__(self) -> None:
         kind, name = self.kind, str(self.name)
-        _check_name(kind, self.name)
+        check_name(kind, self.name)
         for field_name in ("population", "source"):
             if not isinstance(getattr(self, field_name), str):
                 raise ValidationError(kind, name, field_name, "must be a node name",
@@ -242,7 +241,7 @@ class NeuromodulatedParticipation:
 
     def __post_init__(self) -> None:
         kind, name = self.kind, str(self.name)
-        _check_name(kind, self.name)
+        check_name(kind, self.name)
         if not isinstance(self.modulator, str):
             raise ValidationError(kind, name, "modulator", "must be a Modulator's name",
                                   self.modulator)

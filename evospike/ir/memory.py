@@ -56,6 +56,7 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError
+from evospike.ir.checks import check_name
 from evospike.ir.schedule import Phase
 
 IMPORTANCE_SOURCES = ("dw", "eligibility")
@@ -111,10 +112,7 @@ class MemoryTiers:
 
     def __post_init__(self) -> None:
         kind, name = self.kind, self.name
-        if not isinstance(name, str) or not name or "/" in name or name.strip() != name:
-            raise ValidationError(kind, str(name), "name",
-                                  "must be a non-empty string without '/' or surrounding spaces",
-                                  name)
+        check_name(kind, name)
         if not isinstance(self.projection, str) or not self.projection:
             raise ValidationError(kind, name, "projection", "must name a projection",
                                   self.projection)

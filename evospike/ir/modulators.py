@@ -33,13 +33,8 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError, first_bad
+from evospike.ir.checks import check_name
 from evospike.ir.schedule import Phase
-
-
-def _check_name(kind: str, name: object) -> None:
-    if not isinstance(name, str) or not name or "/" in name or name.strip() != name:
-        raise ValidationError(kind, str(name), "name",
-                              "must be a non-empty string without '/' or surrounding spaces", name)
 
 
 def _positive_ms(kind: str, name: str, field_name: str, value) -> float:
@@ -182,7 +177,7 @@ class Modulator:
     phase: ClassVar[Phase] = Phase.MODULATOR
 
     def __post_init__(self) -> None:
-        _check_name("Modulator", self.name)
+        check_name("Modulator", self.name)
         self.tau_ms = _positive_ms("Modulator", self.name, "tau_ms", self.tau_ms)
         self.initial = _finite("Modulator", self.name, "initial", self.initial)
         if not isinstance(self.drives, (list, tuple)):

@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError, first_bad, real_array, real_number
+from evospike.ir.checks import check_name
 from evospike.ir.distributions import Normal, Uniform
 from evospike.ir.neurons import NeuronModel
 
@@ -20,10 +21,6 @@ InitialValue = float | np.ndarray | Uniform | Normal
 CHANNELS = ("exc", "inh", "v")
 
 
-def _check_name(kind: str, name: str) -> None:
-    if not isinstance(name, str) or not name or "/" in name or name.strip() != name:
-        raise ValidationError(kind, str(name), "name",
-                              "must be a non-empty string without '/' or surrounding spaces", name)
 
 
 def _check_size(kind: str, name: str, size: object) -> int:
@@ -46,7 +43,7 @@ class Population:
     initial: dict[str, InitialValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_name("Population", self.name)
+        check_name("Population", self.name)
         self.size = _check_size("Population", self.name, self.size)
         if not isinstance(self.model, NeuronModel):
             raise ValidationError("Population", self.name, "model",
@@ -92,7 +89,7 @@ class PoissonSource:
     stop_ms: float | None = None
 
     def __post_init__(self) -> None:
-        _check_name("PoissonSource", self.name)
+        check_name("PoissonSource", self.name)
         self.size = _check_size("PoissonSource", self.name, self.size)
         rate = real_array("PoissonSource", self.name, "rate_hz", self.rate_hz)
         if rate.ndim > 1 or (rate.ndim == 1 and rate.shape[0] != self.size):
@@ -130,7 +127,7 @@ class SpikeTimesSource:
     times_ms: np.ndarray
 
     def __post_init__(self) -> None:
-        _check_name("SpikeTimesSource", self.name)
+        check_name("SpikeTimesSource", self.name)
         self.size = _check_size("SpikeTimesSource", self.name, self.size)
         neurons = np.asarray(self.neurons)
         times = real_array("SpikeTimesSource", self.name, "times_ms", self.times_ms)
@@ -172,7 +169,7 @@ class CurrentInput:
     series: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        _check_name("CurrentInput", self.name)
+        check_name("CurrentInput", self.name)
         amp = real_array("CurrentInput", self.name, "amplitude", self.amplitude)
         if not np.all(np.isfinite(amp)):
             raise ValidationError("CurrentInput", self.name, "amplitude", "must be finite",
@@ -237,7 +234,7 @@ class Projection:
     target: str = "exc"
 
     def __post_init__(self) -> None:
-        _check_name("Projection", self.name)
+        check_name("Projection", self.name)
         kind, name = "Projection", self.name
         if self.target not in CHANNELS:
             raise ValidationError(kind, name, "target", f"must be one of {CHANNELS}", self.target)
@@ -339,7 +336,7 @@ class StateMonitor:
     every_steps: int = 1
 
     def __post_init__(self) -> None:
-        _check_name("StateMonitor", self.name)
+        check_name("StateMonitor", self.name)
         neurons = np.atleast_1d(np.asarray(self.neurons))
         if neurons.ndim != 1 or not np.issubdtype(neurons.dtype, np.integer):
             raise ValidationError("StateMonitor", self.name, "neurons",
@@ -384,7 +381,7 @@ class WeightMonitor:
     every_steps: int
 
     def __post_init__(self) -> None:
-        _check_name("WeightMonitor", self.name)
+        check_name("WeightMonitor", self.name)
         if isinstance(self.every_steps, bool) or int(self.every_steps) != self.every_steps or \
                 self.every_steps < 1:
             raise ValidationError("WeightMonitor", self.name, "every_steps",

@@ -69,6 +69,7 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError, real_number
+from evospike.ir.checks import check_name, check_population
 from evospike.ir.schedule import Phase
 
 PAIRINGS = ("all", "nearest")
@@ -103,9 +104,7 @@ class STDP:
 
     def __post_init__(self) -> None:
         kind = type(self).__name__
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ValidationError(kind, str(self.name), "name",
-                                  "must be a non-empty string without '/'", self.name)
+        check_name(kind, self.name)
         for field in ("tau_plus_ms", "tau_minus_ms"):
             value = real_number(kind, self.name, field, getattr(self, field))
             if not (np.isfinite(value) and 0 < value <= 1e7):
@@ -236,9 +235,7 @@ class Homeostasis:
 
     def __post_init__(self) -> None:
         kind = self.kind
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ValidationError(kind, str(self.name), "name",
-                                  "must be a non-empty string without '/'", self.name)
+        check_name(kind, self.name)
         for field in ("target_rate_hz", "tau_rate_ms", "threshold_rate", "scaling_rate"):
             setattr(self, field, real_number(kind, self.name, field, getattr(self, field)))
         if not (np.isfinite(self.target_rate_hz) and 0 <= self.target_rate_hz <= 1e4):
@@ -276,9 +273,7 @@ class Homeostasis:
         return net.populations[self.population].size
 
     def check(self, net) -> None:
-        if self.population not in net.populations:
-            raise ValidationError(self.kind, self.name, "population",
-                                  "is not a population of the network", self.population)
+        check_population(self, net)
         model_kind = net.populations[self.population].model.kind
         if self.mechanism == "threshold" and model_kind in ("Izhikevich", "AdEx"):
             # their spike cut v_peak is a numerical bound of the upswing, not a threshold
@@ -324,9 +319,7 @@ class Metaplasticity:
 
     def __post_init__(self) -> None:
         kind = self.kind
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ValidationError(kind, str(self.name), "name",
-                                  "must be a non-empty string without '/'", self.name)
+        check_name(kind, self.name)
         if self.parameter not in METAPLASTIC_PARAMETERS:
             raise ValidationError(kind, self.name, "parameter",
                                   f"must be one of {METAPLASTIC_PARAMETERS}", self.parameter)

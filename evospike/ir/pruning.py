@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError
+from evospike.ir.checks import check_name
 from evospike.ir.schedule import Phase
 
 if TYPE_CHECKING:
@@ -173,9 +174,7 @@ class TerminalAttractorPruning:
 
     def __post_init__(self) -> None:
         kind = self.KIND
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ValidationError(kind, str(self.name), "name",
-                                  "must be a non-empty string without '/'", self.name)
+        check_name(kind, self.name)
         projections = self.projections
         if isinstance(projections, str) or not isinstance(projections, Iterable):
             raise ValidationError(kind, self.name, "projections",

@@ -46,6 +46,7 @@ from typing import ClassVar
 import numpy as np
 
 from evospike.errors import ValidationError
+from evospike.ir.checks import check_name
 from evospike.ir.schedule import Phase
 
 PRUNE_RULES = ("weight", "saliency")
@@ -97,9 +98,7 @@ class StructuralPlasticity:
 
     def __post_init__(self) -> None:
         kind = self.kind
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ValidationError(kind, str(self.name), "name",
-                                  "must be a non-empty string without '/'", self.name)
+        check_name(kind, self.name)
         if not isinstance(self.projection, str) or not self.projection:
             raise ValidationError(kind, self.name, "projection", "must name a projection",
                                   self.projection)
