@@ -8,8 +8,10 @@ and ``a_in`` the synaptic events arriving in the step, one column of ``B`` per c
 Models that are already discrete (Loihi's CUBA-LIF) give their update matrices directly.
 
 Within a step every backend does, in this order: (1) take the events due this step,
-(2) advance the state (refractory neurons keep their voltage), (3) threshold, (4) reset and
-start the refractory period, (5) send the new spikes, which arrive ``delay >= 1`` steps later.
+(2) advance the state (refractory neurons keep their voltage; with
+``reset="subtract_after_decay"`` the previous step's spikes subtract now), (3) threshold,
+(4) reset and start the refractory period, (5) send the new spikes, which arrive
+``delay >= 1`` steps later.
 
 Refractoriness (Brian2's rule): with ``R = tau_refrac / dt``, a neuron that fires in step n
 keeps its reset voltage through steps n .. n+R-1 (in steps n+1 .. n+R-1 it is not integrated
@@ -47,6 +49,9 @@ class LinearStep:
     reset_subtract: bool
     v_reset: np.ndarray
     hold_steps: np.ndarray  # steps after the spike step with the voltage held (R - 1)
+    #: reset="subtract_after_decay": the previous step's spikes subtract v_thresh - v_reset
+    #: after this step's decay, before the threshold (reset_subtract is then False)
+    reset_after_decay: bool = False
 
 
 @dataclass
@@ -174,6 +179,7 @@ def _lif_step(model: LIF, population: str, dt_ms: float) -> LinearStep:
         theta_jump=_col(model.delta_thresh_mV) if adaptive else None,
         reset_subtract=model.reset == "subtract", v_reset=_col(model.v_reset_mV),
         hold_steps=_refractory(model, population, dt_ms),
+        reset_after_decay=model.reset == "subtract_after_decay",
     )
 
 
@@ -193,6 +199,7 @@ def _cuba_step(model: CubaLIF, population: str, dt_ms: float) -> LinearStep:
         v_thresh=_col(model.v_thresh), theta_index=None, theta_jump=None,
         reset_subtract=model.reset == "subtract", v_reset=_col(model.v_reset),
         hold_steps=_refractory(model, population, dt_ms),
+        reset_after_decay=model.reset == "subtract_after_decay",
     )
 
 

@@ -474,13 +474,16 @@ def quantize_weights(target_units: np.ndarray, prof: FixedPointProfile, exp_floo
 
 
 #: Network fields the quantizer reads or refuses by name below
-_KNOWN_FIELDS = {"name", "dt_ms", "populations", "sources", "projections", "currents",
+_KNOWN_FIELDS = {"name", "dt_ms", "units", "populations", "sources", "projections", "currents",
                  "spike_monitors", "state_monitors", "weight_monitors", "plasticity",
                  "processes"}
 
 
 def _refusals_other(net: Network) -> list[str]:
     out = []
+    if net.units != "mV":  # the integer model's scales are chosen for millivolt neurons
+        out.append(f"Network '{net.name}': units {net.units!r} (the fixed-point mode carries "
+                   "networks in mV only)")
     for f in fields(net):  # node kinds added to the IR later are refused, never skipped
         value = getattr(net, f.name)
         if f.name not in _KNOWN_FIELDS and value:

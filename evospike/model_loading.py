@@ -81,8 +81,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def describe_network(net: Network) -> str:
-    lines = [f"network '{net.name}': dt {net.dt_ms} ms, {net.n_neurons} neurons, "
-             f"{net.n_synapses} synapses"]
+    lines = [f"network '{net.name}': dt {net.dt_ms} ms, units {net.units}, "
+             f"{net.n_neurons} neurons, {net.n_synapses} synapses"]
     for p in net.populations.values():
         lines.append(f"  population {p.name:<14} {p.size:>8} x {p.model.kind}")
     for s in net.sources.values():

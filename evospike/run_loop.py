@@ -182,7 +182,7 @@ class ResultsBuilder:
     def __init__(self, network: str, backend: str, *, engine: str, engine_note: str,
                  device: str, precision: str, dt_ms: float, n_steps: int, seeds: Sequence[int],
                  wall_time_s: float, complete: bool, versions: Mapping[str, str],
-                 **extra: object):
+                 units: str = "mV", **extra: object):
         n_steps = int(n_steps)
         self.n_steps = n_steps
         self.n_trials = len(seeds)
@@ -191,7 +191,8 @@ class ResultsBuilder:
         self.meta: dict = {
             "network": network, "backend": backend, "engine": engine,
             "engine_note": engine_note, "device": device, "precision": precision,
-            "dt_ms": float(dt_ms), "n_steps": n_steps, "duration_ms": n_steps * float(dt_ms),
+            "units": str(units), "dt_ms": float(dt_ms), "n_steps": n_steps,
+            "duration_ms": n_steps * float(dt_ms),
             "seeds": np.asarray(seeds, dtype=np.int64), "n_trials": self.n_trials,
             "wall_time_s": float(wall_time_s), "complete": bool(complete),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

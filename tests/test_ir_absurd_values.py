@@ -48,12 +48,8 @@ def _refused(build, head: str, field: str, value: str, *words: str) -> Validatio
                  id="tau-negative"),
     pytest.param(lambda: LIF(tau_refrac_ms=-1.0), "tau_refrac_ms", "-1.0", "[0.0,",
                  id="refractory-negative"),
-    pytest.param(lambda: LIF(v_rest_mV=500.0), "v_rest_mV", "500.0", "units slip",
-                 id="v-rest-500"),
-    pytest.param(lambda: LIF(v_thresh_mV=-250.0, v_reset_mV=-70.0), "v_thresh_mV", "-250.0",
-                 "200.0", id="v-thresh-minus-250"),
-    pytest.param(lambda: LIF(v_reset_mV=[-65.0, -650.0]), "v_reset_mV", "'-650.0 at index 1'",
-                 "units slip", id="v-reset-array-one-absurd"),
+    # LIF's millivolt ranges wait for the network's units (Network.units): they are tested
+    # where the model is placed, in tests/test_units_mode.py
     pytest.param(lambda: AdaptiveLIF(tau_adapt_ms=-100.0), "tau_adapt_ms", "-100.0", "(0.0,",
                  id="alif-tau-adapt-negative"),
     pytest.param(lambda: AdaptiveLIF(v_rest_mV="-65"), "v_rest_mV", "'-65'", "not str",
@@ -102,7 +98,8 @@ def test_every_model_is_valid_with_its_defaults_at_the_usual_time_step(cls):
 def test_a_drive_may_exceed_the_voltage_range_but_not_by_volts():
     # i_bias is a drive (R * I), which can sit far above threshold; a voltage cannot
     assert LIF(i_bias_mV=500.0).i_bias_mV == 500.0
-    _refused(lambda: LIF(i_bias_mV=5000.0), "LIF 'model'", "i_bias_mV", "5000.0")
+    _refused(lambda: Network("n").population("p", 2, LIF(i_bias_mV=5000.0)), "Population 'p'",
+             "LIF.i_bias_mV", "5000.0")
 
 
 def test_a_model_changed_after_construction_is_checked_again_in_its_population():

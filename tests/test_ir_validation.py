@@ -78,8 +78,10 @@ CASES = [
                  "model", "v_thresh_mV", "-70.0", id="lif-thresh-below-reset"),
     pytest.param(lambda: LIF(v_thresh_mV=[-50.0, -70.0, -50.0]),
                  "model", "v_thresh_mV", "-70.0", id="lif-thresh-below-reset-per-neuron"),
-    pytest.param(lambda: LIF(v_rest_mV=-0.065, v_reset_mV=-0.065, v_thresh_mV=-0.05),
-                 "model", "voltages", "-0.05", id="lif-in-volts"),
+    # a bare LIF does not know its network's units (Network.units): checked where it is placed
+    pytest.param(lambda: Network("n").population("p", 5, LIF(
+        v_rest_mV=-0.065, v_reset_mV=-0.065, v_thresh_mV=-0.05)),
+                 "p", "voltages", "-0.05", id="lif-in-volts"),
     pytest.param(lambda: Izhikevich(c_mV=-0.065, v_peak_mV=0.03),
                  "model", "voltages", "0.03", id="izh-in-volts"),
     pytest.param(lambda: LIF(reset="hard"), "model", "reset", "'hard'",

@@ -97,7 +97,7 @@ NODE_BUILDERS.carry(STDP, RewardModulatedSTDP, MemoryTiers)
 
 @NODE_BUILDERS.register(Population)
 def build_population(b2, pop: Population, net: Network, built: Built) -> None:
-    em = emit(pop.model)
+    em = emit(pop.model, net.units)
     # processes that live in this population's own equations edit its model first
     hooked = [(node, hook) for node in net.processes.values()
               if getattr(node, "population", None) == pop.name and

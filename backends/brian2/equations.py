@@ -45,7 +45,9 @@ def _refractory(model) -> str | None:
     return "tau_refrac" if np.any(np.asarray(model.tau_refrac_ms) > 0) else None
 
 
-def emit_lif(model: LIF) -> EmittedModel:
+def emit_lif(model: LIF, units: str = "mV") -> EmittedModel:
+    """``units``: the network's unit system; in ``"dimensionless"`` the voltages and currents
+    are plain numbers (Brian2 unit ``1``), the time constants still in ms."""
     adaptive = isinstance(model, AdaptiveLIF)
     refractory = _refractory(model)
     unless = " (unless refractory)" if refractory else ""
@@ -63,18 +65,26 @@ def emit_lif(model: LIF) -> EmittedModel:
               "tau_refrac": (model.tau_refrac_ms, "ms")}
     threshold = "v > v_thresh"
     reset = "v = v - (v_thresh - v_reset)" if model.reset == "subtract" else "v = v_reset"
-    units = {"v": "mV", "i_exc": "mV", "i_inh": "mV"}
+    state_units = {"v": "mV", "i_exc": "mV", "i_inh": "mV"}
     if adaptive:
         eqs.append("dtheta/dt = -theta / tau_adapt : volt")
         params["tau_adapt"] = (model.tau_adapt_ms, "ms")
         params["delta_thresh"] = (model.delta_thresh_mV, "mV")
         threshold = "v > v_thresh + theta"
         reset += "\ntheta = theta + delta_thresh"
-        units["theta"] = "mV"
+        state_units["theta"] = "mV"
     eqs += [f"{name} : {'second' if unit == 'ms' else 'volt'} (constant)"
             for name, (_, unit) in params.items()]
+    if units == "dimensionless":
+        # the same equations with the voltage unit dropped: Brian2 then checks that every
+        # term is a plain number over a time constant, as the model means
+        eqs = [line.replace(": volt", ": 1") for line in eqs]
+        params = {name: (value, "" if unit == "mV" else unit)
+                  for name, (value, unit) in params.items()}
+        state_units = {state: "" for state in state_units}
     v_gate = " * int(not_refractory_post)" if refractory else ""
-    return EmittedModel("\n".join(eqs), threshold, reset, "exact", params, units, refractory,
+    return EmittedModel("\n".join(eqs), threshold, reset, "exact", params, state_units,
+                        refractory,
                         channel_code={"exc": "i_exc_post += w", "inh": "i_inh_post += w",
                                       "v": f"v_post += w{v_gate}"})
 
@@ -159,9 +169,11 @@ def emit_adex(model: AdEx) -> EmittedModel:
                                       "v": f"v_post += w{v_gate}"})
 
 
-def emit(model: NeuronModel) -> EmittedModel:
+def emit(model: NeuronModel, units: str = "mV") -> EmittedModel:
+    """The Brian2 form of ``model`` in a network of unit system ``units`` (`Network.units`:
+    the IR refuses there a model other than LIF or CubaLIF in ``"dimensionless"``)."""
     if isinstance(model, LIF):
-        return emit_lif(model)
+        return emit_lif(model, units)
     if isinstance(model, CubaLIF):
         return emit_cuba(model)
     if isinstance(model, Izhikevich):
@@ -173,6 +185,12 @@ def emit(model: NeuronModel) -> EmittedModel:
 
 def unsupported_reason(model: NeuronModel) -> str | None:
     """Why Brian2 cannot carry ``model`` exactly as the IR means it, or None."""
+    if getattr(model, "reset", None) == "subtract_after_decay":
+        # Brian2 runs a group's reset in the step of its threshold; deferring the subtraction
+        # to after the next state update would need an extra state and a custom operation
+        # placed between the state updater and the synaptic effects, which is not emitted
+        return ("reset='subtract_after_decay' (snnTorch's convention): Brian2's reset runs in "
+                "the spike's own step, not after the next step's decay")
     if isinstance(model, LIF):
         tm = np.asarray(model.tau_m_ms)
         for name in ("tau_syn_exc_ms", "tau_syn_inh_ms"):

@@ -255,7 +255,7 @@ class Brian2Runner:
     def results(self) -> Results:
         b2, net = self.b2, self.net
         out = ResultsBuilder(
-            net.name, "brian2",
+            net.name, "brian2", units=net.units,
             engine=self.target if self.standalone else f"runtime/{self.target}",
             engine_note="", device="cpu", precision="float64", dt_ms=net.dt_ms,
             n_steps=self.step, seeds=self.cfg.seeds, wall_time_s=self.wall_time_s,

@@ -36,6 +36,9 @@ def prepare(network: Network, cfg: LavaConfig) -> tuple[Conversion, Plan]:
     conv = to_loihi_lif(network, merge_synapses=cfg.merge_synapses,
                         only_merged=cfg.select_tag == "fixed_pt")
     problems = list(conv.refusals) + refusals(conv.network, cfg.select_tag)
+    if network.units != "mV":  # the Lava conversion is written for millivolt models
+        problems.insert(0, f"Network '{network.name}': units {network.units!r} (the lava "
+                        "backend carries networks in mV only)")
     if problems:
         raise UnsupportedError("lava", problems)
     if cfg.select_tag == "fixed_pt":

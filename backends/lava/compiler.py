@@ -165,6 +165,10 @@ def _check_population(pop: Population, net: Network, tag: str) -> list[str]:
         if type(model) is LIF and tag != "fixed_pt":
             return [f"Population '{pop.name}': LIF neurons (Lava's LIF process is the "
                     "CUBA-LIF neuron)"]
+        if type(model) is LIF and model.reset != "value":
+            # the fixed_pt reduction would refuse it too; listed here so refusals() is complete
+            return [f"Population '{pop.name}': reset='{model.reset}' (Lava's LIF resets the "
+                    "voltage to a value)"]
         return []
     out = []
     for name in ("du", "dv"):

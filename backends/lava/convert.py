@@ -111,7 +111,7 @@ def to_loihi_lif(network: Network, merge_synapses: bool = True,
     itself, exactly). Other nodes are carried over unchanged (the backend then accepts or
     refuses them)."""
     dt = network.dt_ms
-    out = Network(network.name, dt_ms=dt)
+    out = Network(network.name, dt_ms=dt, units=network.units)
     conv = Conversion(out)
     scale: dict[tuple[str, str], float] = {}  # (population, channel) -> weight factor
     for pop in network.populations.values():

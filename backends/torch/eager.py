@@ -72,6 +72,10 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
         new = [torch.where(active, value, x[i]) for i, value in enumerate(new)]
     vi = step.v_index
     v = new[vi]
+    if step.reset_after_decay:
+        # snnTorch's convention: last step's spikes (still in pop.spiked) subtract after the
+        # decay, masked neurons included (the reset belongs to a spike already sent)
+        v = v - pop.spiked * (c["v_thresh"] - c["v_reset"])
     if pop.has_refractory:
         held = pop.refrac > 0
         v = torch.where(held, x[vi], v)
@@ -87,7 +91,7 @@ def advance_linear(pop: TPopulation, arrivals: torch.Tensor | None,
         spiked &= allowed
     if step.reset_subtract:
         v = v - spiked * (c["v_thresh"] - c["v_reset"])
-    else:
+    elif not step.reset_after_decay:  # the deferred reset lands in the next step
         v = torch.where(spiked, c["v_reset"], v)
     new[vi] = v
     if step.theta_index is not None:

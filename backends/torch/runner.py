@@ -199,7 +199,8 @@ class TorchRunner:
             cn.network.name, "torch", engine=self.engine, engine_note=self.engine_note,
             device=str(cn.device), precision=cn.config.precision, dt_ms=cn.network.dt_ms,
             n_steps=self.step, seeds=cn.config.seeds, wall_time_s=self.wall_time_s,
-            complete=self.complete, versions={"torch": torch.__version__})
+            complete=self.complete, versions={"torch": torch.__version__},
+            units=cn.network.units)
         for node in self._recorded_nodes():
             out.spikes_flat(node, cn.network.size_of(node), rec.spikes.get(node, []))
         for name, mon in cn.state_monitors.items():

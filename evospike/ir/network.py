@@ -20,7 +20,7 @@ from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget
 from evospike.ir.gating import EpigeneticGate, NeuromodulatedParticipation
 from evospike.ir.memory import MemoryTiers
 from evospike.ir.modulators import Modulator
-from evospike.ir.neurons import NeuronModel
+from evospike.ir.neurons import UNIT_SYSTEMS, NeuronModel
 from evospike.ir.nodes import (
     CHANNELS,
     CurrentInput,
@@ -71,6 +71,11 @@ class Network:
     weight_monitors: dict[str, WeightMonitor] = field(default_factory=dict)
     plasticity: dict[str, STDP] = field(default_factory=dict)
     processes: dict[str, Modulator | Homeostasis | Metaplasticity] = field(default_factory=dict)
+    #: the unit system of the neuron parameters (`UNIT_SYSTEMS`): "mV" for physiological models
+    #: (a threshold of -0.05 is then refused as volts), "dimensionless" for machine-learning
+    #: models (snnTorch, NIR) whose voltages carry no unit. Set it when the network is made:
+    #: populations are checked against it as they are added.
+    units: str = "mV"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -82,6 +87,9 @@ class Network:
             raise ValidationError("Network", self.name, "dt_ms", "must lie in [0.0001, 100] ms",
                                   self.dt_ms)
         self.dt_ms = float(self.dt_ms)
+        if not isinstance(self.units, str) or self.units not in UNIT_SYSTEMS:
+            raise ValidationError("Network", self.name, "units", f"must be one of {UNIT_SYSTEMS}",
+                                  self.units)
 
     # ------------------------------------------------------------------ lookup
     def size_of(self, name: str) -> int:

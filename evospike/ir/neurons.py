@@ -21,7 +21,15 @@ from evospike.units import steps_of
 
 Param = float | np.ndarray
 
-RESET_MODES = ("value", "subtract")
+#: "value": v = v_reset at the spike step; "subtract": v -= (v_thresh - v_reset) at the spike
+#: step, before the next decay; "subtract_after_decay": the same amount subtracted in the next
+#: step after the decay (snnTorch's default convention, see the LIF docstring)
+RESET_MODES = ("value", "subtract", "subtract_after_decay")
+
+#: the unit systems a network may declare (`Network.units`): ``"mV"``, the physiological models
+#: with voltages in millivolts, or ``"dimensionless"``, machine-learning-style models (snnTorch,
+#: NIR) whose threshold is 1.0 or 0.5 in no unit at all
+UNIT_SYSTEMS = ("mV", "dimensionless")
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,9 @@ class _Range:
     unit: str = ""
     #: appended to the message: the likely slip behind a value out of this range
     hint: str = ""
+    #: the range is there to catch a units slip (volts for mV): it binds only a model in a
+    #: network in mV, and is checked when the model is placed in one (`check_units`)
+    about_units: bool = False
 
 
 #: name of a neuron model in errors raised before it is placed in a population
@@ -79,6 +90,11 @@ class NeuronModel:
     ranges: ClassVar[dict[str, _Range]] = {}
     #: parameters that are voltages in mV (checked together for a volts/millivolts mix-up)
     voltage_params: ClassVar[tuple[str, ...]] = ()
+    #: whether the model's equations hold in any unit, so that it may run in a network whose
+    #: ``units`` is ``"dimensionless"``; its millivolt checks then wait for the network (a bare
+    #: model does not know it). A model whose equations are written in mV (Izhikevich's
+    #: ``0.04 v^2 + 5 v + 140``) is checked in mV when built and refused in such a network.
+    unit_free: ClassVar[bool] = False
 
     def parameter_names(self) -> list[str]:
         return [f.name for f in fields(self) if f.name != "reset"]
@@ -94,16 +110,31 @@ class NeuronModel:
         return tuple(self.channel_targets)
 
     def __post_init__(self) -> None:
-        self._check(None, None)
+        self._check(None, None, None if self.unit_free else "mV")
 
-    def validate(self, population: str, size: int) -> None:
+    def validate(self, population: str, size: int, units: str | None = None) -> None:
         """Check every parameter again (the model may have been changed since it was built),
-        now also that an array has one value per neuron of ``population``."""
-        self._check(population, size)
+        now also that an array has one value per neuron of ``population``; with ``units``
+        (`UNIT_SYSTEMS`), also the unit checks of `check_units`."""
+        if units is not None:
+            self.check_units(population, units)
+        self._check(population, size, None if self.unit_free else "mV")
 
-    def _check(self, population: str | None, size: int | None) -> None:
+    def check_units(self, population: str, units: str) -> None:
+        """The checks that need the network's unit system (``Network.units``): in ``"mV"`` the
+        millivolt ranges and the volts/millivolts mix-up; in ``"dimensionless"`` none of them,
+        and a model whose equations are written in mV is refused."""
+        if units == "dimensionless" and not self.unit_free:
+            raise _fail(self, population, "units",
+                        f"{self.kind}'s equations are written in millivolts; it cannot run in a "
+                        "network with units='dimensionless' (use LIF or CubaLIF there, or "
+                        "units='mV')", units)
+        self._check(population, None, units)
+
+    def _check(self, population: str | None, size: int | None, units: str | None) -> None:
         """Types, finiteness, ranges and relations of the parameters; errors name ``population``
-        or, for a model not yet placed in one, the model."""
+        or, for a model not yet placed in one, the model. ``units``: the network's unit system,
+        None while it is not known (the unit checks then wait for `check_units`)."""
         for name in self.parameter_names():
             value = _as_param(self, population, name, getattr(self, name))
             object.__setattr__(self, name, value)
@@ -116,6 +147,10 @@ class NeuronModel:
                 raise _fail(self, population, name, "must be finite",
                             first_bad(arr, ~np.isfinite(arr)))
             rng = self.ranges.get(name)
+            # a millivolt range says nothing about a dimensionless model, or one whose network
+            # is not yet known
+            if rng is not None and rng.about_units and units != "mV":
+                rng = None
             if rng is not None:
                 low_ok = np.all(arr >= rng.low) if rng.low_inclusive else np.all(arr > rng.low)
                 if not (low_ok and np.all(arr <= rng.high)):
@@ -126,7 +161,7 @@ class NeuronModel:
                                 f"must lie in {bracket}{rng.low}, {rng.high}] {rng.unit}".rstrip()
                                 + rng.hint, first_bad(arr, bad))
         volts = [np.asarray(getattr(self, p)) for p in self.voltage_params]
-        if volts and all(np.all(np.abs(v) < 1.0) for v in volts) and any(
+        if units == "mV" and volts and all(np.all(np.abs(v) < 1.0) for v in volts) and any(
             np.any(v != 0) for v in volts
         ):
             raise _fail(self, population, "voltages",
@@ -167,6 +202,14 @@ def _check_reset(model: NeuronModel, population: str | None) -> None:
     reset = model.reset  # type: ignore[attr-defined]
     if not isinstance(reset, str) or reset not in RESET_MODES:
         raise _fail(model, population, "reset", f"must be one of {RESET_MODES}", reset)
+    if reset == "subtract_after_decay":
+        # the deferred subtraction lands in the step after the spike, which a refractory hold
+        # would swallow: the two conventions do not compose, so refuse rather than pick one
+        taus = np.asarray(model.tau_refrac_ms)  # type: ignore[attr-defined]
+        if np.any(taus != 0):
+            raise _fail(model, population, "tau_refrac_ms",
+                        "must be 0 with reset='subtract_after_decay' (snnTorch's convention "
+                        "has no refractory period)", first_bad(taus, taus != 0))
 
 
 def _check_thresh_above_reset(model: NeuronModel, population: str | None, thresh: str,
@@ -185,13 +228,13 @@ _TAU = _Range(0.0, 1e7, low_inclusive=False, unit="ms")
 _TAU0 = _Range(0.0, 1e7, unit="ms")
 #: a membrane voltage beyond +-200 mV is no neuron's: almost always a units slip
 _MV = _Range(-200.0, 200.0, unit="mV",
-             hint=" (a membrane voltage in millivolts: is this a units slip?)")
+             hint=" (a membrane voltage in millivolts: is this a units slip?)", about_units=True)
 #: a drive (R * I, in mV) may push far past threshold, but not by volts
-_DRIVE = _Range(-1000.0, 1000.0, unit="mV")
+_DRIVE = _Range(-1000.0, 1000.0, unit="mV", about_units=True)
 #: a threshold far above any voltage is a neuron that integrates but never fires (a readout,
 #: `evospike.training.neuron.READOUT_THRESH_MV`); beyond a volt it is a units slip
 _THRESH = _Range(-200.0, 1000.0, unit="mV",
-                 hint=" (a threshold in millivolts: is this a units slip?)")
+                 hint=" (a threshold in millivolts: is this a units slip?)", about_units=True)
 
 
 @dataclass
@@ -202,9 +245,23 @@ class LIF(NeuronModel):
     ``tau_syn_exc di_exc/dt = -i_exc``, ``tau_syn_inh di_inh/dt = -i_inh``.
 
     Currents are expressed as the voltage they would hold the membrane at (R_m * I, in mV), as in
-    Brian2's CUBA example. A spike is emitted when ``v > v_thresh_mV``; then ``v`` is reset (to
-    ``v_reset_mV``, or by subtracting ``v_thresh_mV - v_reset_mV`` when ``reset="subtract"``) and
+    Brian2's CUBA example. A spike is emitted when ``v > v_thresh_mV``; then ``v`` is reset and
     held, not integrated, for ``tau_refrac_ms``. States: ``v``, ``i_exc``, ``i_inh`` (mV).
+
+    The reset, per step n with ``beta = exp(-dt / tau_m)``, ``theta = v_thresh_mV - v_reset_mV``,
+    ``u[n]`` the exact decay plus input of the step (``u[n] = beta v[n-1] + ...``, see
+    `evospike.dynamics`), ``s[n] = u'[n] > v_thresh_mV`` and ``v[n]`` the recorded voltage:
+
+    - ``reset="value"`` (default): ``v[n] = v_reset_mV if s[n] else u[n]``;
+    - ``reset="subtract"``: ``v[n] = u[n] - s[n] theta`` (subtracted before the next decay, so
+      the next step sees ``beta (u[n] - theta)``);
+    - ``reset="subtract_after_decay"``: ``u'[n] = u[n] - s[n-1] theta``, ``v[n] = u'[n]``: the
+      spike of step n-1 subtracts ``theta`` in step n after the decay, and the recorded voltage
+      of the spike step is not yet reset. This is snnTorch's ``Leaky``/``Synaptic``
+      ``reset_mechanism="subtract"`` (``mem = beta mem + x - s_prev theta``); it differs from
+      ``"subtract"`` by ``(1 - beta) theta`` per spike. It requires ``tau_refrac_ms = 0``.
+
+    With ``"value"`` and ``"subtract"``, ``u'[n] = u[n]``. See docs/PORTING.md for snnTorch.
     """
 
     kind: ClassVar[str] = "LIF"
@@ -216,6 +273,7 @@ class LIF(NeuronModel):
         "i_bias_mV": _DRIVE,
     }
     voltage_params: ClassVar[tuple[str, ...]] = ("v_rest_mV", "v_reset_mV", "v_thresh_mV")
+    unit_free: ClassVar[bool] = True
 
     tau_m_ms: Param = 20.0
     v_rest_mV: Param = -65.0
@@ -227,8 +285,11 @@ class LIF(NeuronModel):
     i_bias_mV: Param = 0.0
     reset: str = "value"
 
-    def default_initial(self) -> dict[str, float]:
-        return {"v": float(np.ravel(self.v_rest_mV)[0]), "i_exc": 0.0, "i_inh": 0.0}
+    def default_initial(self) -> dict[str, Param]:
+        # each neuron at its own rest (v_rest may be per neuron)
+        v0 = self.v_rest_mV
+        v0 = float(v0) if np.ndim(v0) == 0 else np.asarray(v0, dtype=np.float64)
+        return {"v": v0, "i_exc": 0.0, "i_inh": 0.0}
 
     def _validate_relations(self, population: str | None) -> None:
         _check_reset(self, population)
@@ -270,6 +331,7 @@ class CubaLIF(NeuronModel):
     """
 
     kind: ClassVar[str] = "CubaLIF"
+    unit_free: ClassVar[bool] = True
     state_names: ClassVar[tuple[str, ...]] = ("u", "v")
     channel_targets: ClassVar[dict[str, str]] = {"exc": "u", "inh": "u", "v": "v"}
     ranges: ClassVar[dict[str, _Range]] = {
@@ -323,9 +385,12 @@ class Izhikevich(NeuronModel):
     tau_syn_inh_ms: Param = 5.0
     i_bias: Param = 0.0
 
-    def default_initial(self) -> dict[str, float]:
+    def default_initial(self) -> dict[str, Param]:
         v0 = -65.0
-        return {"v": v0, "u": float(np.ravel(self.b)[0]) * v0, "i_exc": 0.0, "i_inh": 0.0}
+        # u starts at its fixed point b * v0 for each neuron's own b (b may be per neuron)
+        b = self.b
+        u0 = float(b) * v0 if np.ndim(b) == 0 else np.asarray(b, dtype=np.float64) * v0
+        return {"v": v0, "u": u0, "i_exc": 0.0, "i_inh": 0.0}
 
     def _validate_relations(self, population: str | None) -> None:
         _check_thresh_above_reset(self, population, "v_peak_mV", "c_mV")

@@ -72,6 +72,7 @@ class Population:
 
     def check(self, net) -> None:
         """Validate against ``net`` (called when the node is added)."""
+        self.model.check_units(self.name, net.units)
         self.model.check_time_step(self.name, net.dt_ms)
 
 
@@ -101,7 +102,10 @@ class PoissonSource:
                                   first_bad(rate, ~np.isfinite(rate) | (rate < 0)))
         if np.any(rate > 10_000):
             raise ValidationError("PoissonSource", self.name, "rate_hz",
-                                  "is above 10 kHz, which no neuron sustains",
+                                  "is above 10 kHz: a PoissonSource is one spike train, "
+                                  "Bernoulli per time step, so its rate must stay well below "
+                                  "1/dt; for the drive of many afferents use many separate "
+                                  "source neurons (a larger size) at their own rates",
                                   first_bad(rate, rate > 10_000))
         self.rate_hz = float(rate) if rate.ndim == 0 else rate
         self.start_ms = real_number("PoissonSource", self.name, "start_ms", self.start_ms)

@@ -2,7 +2,8 @@
 
 Layout (format ``evospike-network``, version 1)::
 
-    /                      attrs: format, version, name, dt_ms
+    /                      attrs: format, version, name, dt_ms, units (absent in files written
+                           before it existed: "mV")
     /populations/<name>    attrs: size, model (kind), reset; group params/ (dataset per
                            parameter, scalar or per neuron); group initial/ (dataset, or attrs
                            distribution/a/b for a distribution)
@@ -89,7 +90,8 @@ def _unopt(value):
 
 def save_network(net: Network, path: str | os.PathLike) -> None:
     with atomic_h5(path) as f:
-        f.attrs.update(format=FORMAT, version=VERSION, name=net.name, dt_ms=net.dt_ms)
+        f.attrs.update(format=FORMAT, version=VERSION, name=net.name, dt_ms=net.dt_ms,
+                       units=net.units)
         pops = f.create_group("populations", track_order=True)
         for pop in net.populations.values():
             g = pops.create_group(pop.name, track_order=True)
@@ -291,7 +293,9 @@ def _load_network(path: Path) -> Network:
         if not 1 <= version <= VERSION:
             raise EvoSpikeError(f"'{path}' has network format version {version}; "
                                 f"this EvoSpike reads 1 to {VERSION}")
-        net = Network(_text(f, "name"), _real(f, "dt_ms"))
+        # before any population is added: each is checked against the network's units
+        units = _text(f, "units") if "units" in f.attrs else "mV"
+        net = Network(_text(f, "name"), _real(f, "dt_ms"), units=units)
         for name, g in _item(f, "populations").items():
             cls = _known(NEURON_MODELS, _text(g, "model"), "model", g)
             params = {k: _get(g["params"], k) for k in _item(g, "params")}

@@ -106,8 +106,14 @@ class NeuronSpec:
             raise ValidationError("NeuronSpec", "neuron", "tau_syn_ms",
                                   "must differ from tau_m_ms (Brian2's exact integrator divides "
                                   "by their difference)", self.tau_syn_ms)
+        if self.reset == "subtract_after_decay":
+            # the training kernels reset in the spike's own step; refuse, never run "value"
+            raise ValidationError("NeuronSpec", "neuron", "reset",
+                                  "must be 'value' or 'subtract' in training (the deferred "
+                                  "snnTorch reset is not carried by the training kernels)",
+                                  self.reset)
         # the IR model validates the rest (ranges, threshold above reset, reset mode)
-        self.ir_model(spiking=True).validate("neuron", 1)
+        self.ir_model(spiking=True).validate("neuron", 1, units="mV")  # trained layers are in mV
 
     @property
     def scale_mV(self) -> float:

@@ -163,6 +163,9 @@ def refusals(network) -> list[str]:
         if CARRIED.carries(pop) and not CARRIED.carries(pop.model):
             out.append(f"population '{pop.name}' has {pop.model.kind} neurons, which the C "
                        f"kernel does not carry ({CARRIED.reason(pop.model)})")
+        elif getattr(pop.model, "reset", None) == "subtract_after_decay":
+            out.append(f"population '{pop.name}' has reset='subtract_after_decay', which the C "
+                       "kernel does not carry (the eager engine does)")
     others = [n for n in net.nodes()
               if n.collection != "processes" and not CARRIED.carries(n)]
     out += [f"{label(n)}: {CARRIED.reason(n)}" for n in others]
