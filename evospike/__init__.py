@@ -25,6 +25,7 @@ from evospike.ir import (
     NeuromodulatedParticipation,
     Normal,
     NoveltyDrive,
+    PoissonInput,
     PoissonSource,
     Population,
     Projection,
@@ -39,7 +40,8 @@ from evospike.results import Results
 
 __all__ = [
     "Network", "Population", "Projection", "PoissonSource", "SpikeTimesSource", "CurrentInput",
-    "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "AdEx", "Uniform", "Normal", "AllToAll",
+    "PoissonInput", "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "AdEx", "Uniform", "Normal",
+    "AllToAll",
     "OneToOne",
     "FixedProbability", "FixedInDegree", "FromArrays", "Results", "EvoSpikeError",
     "ValidationError", "UnsupportedError", "STDP", "RewardModulatedSTDP", "Homeostasis",

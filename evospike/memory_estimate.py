@@ -274,9 +274,15 @@ def _estimate_network(net, trials: int, duration_ms: float | None,
     for pop in net.populations.values():
         incoming = [(int(p.delays.max()) if p.n_synapses else 1, p.target)
                     for p in net.projections.values() if p.post == pop.name]
+        # a PoissonInput's events arrive through a row of the same buffer (no delay)
+        incoming += [(0, i.channel) for i in getattr(net, "inputs", {}).values()
+                     if i.target == pop.name]
         buffers += _ring_buffer_bytes(pop.size, incoming, trials)
     buffers += sum(VALUE_BYTES * POISSON_CHUNK_STEPS * s.size for s in net.sources.values()
                    if hasattr(s, "rate_hz"))
+    # a PoissonInput holds one chunk of counts x weight per trial (torch's TPoissonInput)
+    buffers += sum(VALUE_BYTES * POISSON_CHUNK_STEPS * trials * net.size_of(i.target)
+                   for i in getattr(net, "inputs", {}).values())
     steps_per_s = 1000.0 / net.dt_ms
     per_s = sum(SPIKE_RECORD_BYTES * rate_hz * net.size_of(m.target) for m in net.spike_monitors)
     per_s += sum(VALUE_BYTES * m.neurons.size * steps_per_s / m.every_steps

@@ -8,6 +8,8 @@ import inspect
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from evospike.errors import EvoSpikeError
 from evospike.ir.network import Network
 
@@ -93,6 +95,10 @@ def describe_network(net: Network) -> str:
                      f"{pr.n_synapses} synapses, delays {low}-{high} steps")
     for c in net.currents.values():
         lines.append(f"  current    {c.name} -> {c.target}")
+    for i in net.inputs.values():
+        rate = f"{float(np.mean(i.rate_hz)):g} Hz" + (" (mean)" if np.ndim(i.rate_hz) else "")
+        lines.append(f"  input      {i.name} -> {i.target} ({i.channel}): {i.n_afferents} "
+                     f"afferents x {rate}, weight {i.weight:g}, {i.counts} counts")
     for rule in net.plasticity.values():
         modulated = ""
         if getattr(rule, "modulator", None):

@@ -13,7 +13,13 @@ import zlib
 import numpy as np
 
 from evospike.errors import ValidationError
-from evospike.ir.nodes import CurrentInput, PoissonSource, Population, SpikeTimesSource
+from evospike.ir.nodes import (
+    CurrentInput,
+    PoissonInput,
+    PoissonSource,
+    Population,
+    SpikeTimesSource,
+)
 
 POISSON_CHUNK_STEPS = 1000
 
@@ -62,6 +68,37 @@ def poisson_events(src: PoissonSource, seed: int, dt_ms: float, start_step: int,
         neurons_out.append(neuron_idx[keep])
         chunk += 1
     return np.concatenate(steps_out).astype(np.int64), np.concatenate(neurons_out).astype(np.int64)
+
+
+def poisson_input_counts(inp: PoissonInput, size: int, seed: int, dt_ms: float,
+                         start_step: int, n_steps: int) -> np.ndarray:
+    """Afferent events of ``inp`` per step and target neuron in steps [start_step, start_step +
+    n_steps): shape (n_steps, size), int64. Drawn whole chunk by whole chunk (keyed by trial
+    seed, node name and chunk, like `poisson_events`), so any split of a run into segments,
+    and every backend, sees the same counts."""
+    prob = np.broadcast_to(inp.probability(dt_ms), (size,))
+    if inp.counts == "binomial" and np.any(prob > 1.0):
+        raise ValidationError("PoissonInput", inp.name, "rate_hz",
+                              f"times dt ({dt_ms} ms) exceeds one event per afferent and step",
+                              float(np.max(inp.rate_hz)))
+    first = int(np.ceil(inp.start_ms / dt_ms - 1e-9))
+    last = np.inf if inp.stop_ms is None else int(np.ceil(inp.stop_ms / dt_ms - 1e-9))
+    out = np.zeros((n_steps, size), dtype=np.int64)
+    stop_step = start_step + n_steps
+    chunk = start_step // POISSON_CHUNK_STEPS
+    while chunk * POISSON_CHUNK_STEPS < stop_step:
+        c0 = chunk * POISSON_CHUNK_STEPS
+        rng = np.random.default_rng([seed, _key(inp.name), 3, chunk])
+        if inp.counts == "binomial":
+            draws = rng.binomial(inp.n_afferents, prob, (POISSON_CHUNK_STEPS, size))
+        else:
+            draws = rng.poisson(inp.n_afferents * prob, (POISSON_CHUNK_STEPS, size))
+        lo = max(c0, start_step, first)
+        hi = min(c0 + POISSON_CHUNK_STEPS, stop_step, last)
+        if hi > lo:
+            out[lo - start_step:hi - start_step] = draws[lo - c0:hi - c0]
+        chunk += 1
+    return out
 
 
 def spike_time_steps(src: SpikeTimesSource, dt_ms: float) -> tuple[np.ndarray, np.ndarray]:

@@ -5,15 +5,18 @@ Brian2 cannot carry is listed by `refusals` before anything runs."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from evospike.errors import UnsupportedError
 from evospike.ir.memory import MemoryTiers
 from evospike.ir.network import Network
 from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CurrentInput,
+    PoissonInput,
     PoissonSource,
     Population,
     Projection,
@@ -23,7 +26,12 @@ from evospike.ir.nodes import (
     WeightMonitor,
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
-from evospike.realize import initial_state, spike_time_steps
+from evospike.realize import (
+    POISSON_CHUNK_STEPS,
+    initial_state,
+    poisson_input_counts,
+    spike_time_steps,
+)
 
 # the modules that register their process kinds' builders (imported for that)
 from . import apoptosis, energy_budget, gating, structural  # noqa: F401
@@ -160,6 +168,51 @@ def build_source(b2, src, net: Network, built: Built) -> None:
     built.network.add(group)
 
 
+# one statement of a channel's on_pre code: ``<state>_post += w`` (gated by refractoriness)
+_CHANNEL_LINE = re.compile(r"(\w+)_post \+= w( \* int\(not_refractory_post\))?")
+
+
+@NODE_BUILDERS.register(PoissonInput)
+def build_poisson_input(b2, inp: PoissonInput, net: Network, built: Built) -> None:
+    """A NetworkOperation in the synapses' slot (``before_thresholds``) that adds the step's
+    counts x weight to the states the channel's on_pre code adds a synaptic weight to, gated
+    alike; the counts are EvoSpike's keyed draws (`realize.poisson_input_counts`)."""
+    if not isinstance(b2.get_device(), b2.devices.RuntimeDevice):
+        raise UnsupportedError("brian2", [f"PoissonInput '{inp.name}': carried by the runtime "
+                                          "targets (cython, numpy) only, not C++ standalone"])
+    group, em = built.groups[inp.target], built.emitted[inp.target]
+    targets = []
+    for line in em.channel_code[inp.channel].splitlines():
+        match = _CHANNEL_LINE.fullmatch(line.strip())
+        if match is None:
+            raise UnsupportedError("brian2", [f"PoissonInput '{inp.name}': channel "
+                                              f"'{inp.channel}' of '{inp.target}' has on_pre "
+                                              f"code it cannot follow: {line!r}"])
+        state = match.group(1)
+        scale = 1e-3 if em.state_units.get(state) == "mV" else 1.0  # Brian2 stores volts
+        targets.append((state, scale, match.group(2) is not None))
+    size, dt_s, seed = net.populations[inp.target].size, net.dt_ms * 1e-3, built.seed
+    held: dict[str, object] = {"chunk": -1, "drive": None}
+
+    def add_events(t) -> None:
+        step = int(round(float(t / b2.second) / dt_s))
+        chunk = step // POISSON_CHUNK_STEPS
+        if chunk != held["chunk"]:
+            counts = poisson_input_counts(inp, size, seed, net.dt_ms,
+                                          chunk * POISSON_CHUNK_STEPS, POISSON_CHUNK_STEPS)
+            held.update(chunk=chunk, drive=counts * inp.weight)
+        drive = held["drive"][step - chunk * POISSON_CHUNK_STEPS]
+        for state, scale, gated in targets:
+            values = group.variables[state].get_value()
+            if gated:
+                values += drive * scale * group.variables["not_refractory"].get_value()
+            else:
+                values += drive * scale
+
+    built.network.add(b2.NetworkOperation(add_events, clock=built.clock,
+                                          when="before_thresholds"))
+
+
 @NODE_BUILDERS.register(Projection)
 def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
     pre = built.groups.get(proj.pre) or built.sources[proj.pre]
@@ -263,7 +316,7 @@ def _sample_clock(b2, built: Built, every_steps: int, monitor: str) -> object:
 
 def build_trial(b2, net: Network, seed: int) -> Built:
     built = Built(seed, b2.Network(), clock=b2.Clock(net.dt_ms * b2.ms, name="evospike_clock"))
-    for node in [*net.populations.values(), *net.sources.values()]:
+    for node in [*net.populations.values(), *net.sources.values(), *net.inputs.values()]:
         NODE_BUILDERS.lookup(node)(b2, node, net, built)
     # modulators read populations and sources; metaplasticity reads modulators; plastic
     # synapses read both (each kind's registered ``phase``)

@@ -33,6 +33,7 @@ from evospike.ir.network import Network
 from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CurrentInput,
+    PoissonInput,
     PoissonSource,
     Population,
     Projection,
@@ -154,6 +155,8 @@ NODE_COMPILERS.carry(CubaLIF, LIF)
 NODE_COMPILERS.refuse(AdaptiveLIF, "adaptive thresholds have no Lava LIF counterpart")
 NODE_COMPILERS.refuse(Izhikevich, "Lava has no Izhikevich neuron process")
 NODE_COMPILERS.refuse(AdEx, "Lava has no adaptive exponential integrate-and-fire process")
+NODE_COMPILERS.refuse(PoissonInput, "Lava has no process that adds per-step afferent counts "
+                      "to a neuron (use a PoissonSource with one neuron per afferent)")
 
 
 @NODE_COMPILERS.register(Population)

@@ -219,6 +219,6 @@ def to_loihi_lif(network: Network, merge_synapses: bool = True,
         out.state_monitors[name] = mon
     # Everything else (plasticity, weight monitors, processes) is carried over as it is, for
     # the backend to accept or refuse by name.
-    for kind in ("weight_monitors", "plasticity", "processes"):
+    for kind in ("weight_monitors", "plasticity", "processes", "inputs"):
         getattr(out, kind).update(getattr(network, kind, {}))
     return conv

@@ -17,6 +17,7 @@ from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CHANNELS,
     CurrentInput,
+    PoissonInput,
     PoissonSource,
     Population,
     Projection,
@@ -27,7 +28,13 @@ from evospike.ir.nodes import (
 )
 from evospike.ir.plasticity import STDP, RewardModulatedSTDP
 from evospike.ir.schedule import ranks as schedule_ranks
-from evospike.realize import current_is_constant, initial_state, spike_time_steps
+from evospike.realize import (
+    POISSON_CHUNK_STEPS,
+    current_is_constant,
+    initial_state,
+    poisson_input_counts,
+    spike_time_steps,
+)
 
 # the modules that register the process kinds' compile functions (imported for that)
 from . import apoptosis, energy_budget, gating, memory, processes, structural  # noqa: F401
@@ -76,6 +83,36 @@ class TSource:
     node: PoissonSource | SpikeTimesSource
     fixed_steps: np.ndarray | None = None  # spike-time sources: steps and neurons, precomputed
     fixed_neurons: np.ndarray | None = None
+
+
+@dataclass
+class TPoissonInput:
+    """A `PoissonInput`: its counts x weight are added to the ``channel_slot`` row of its
+    target's arrivals, the chunk of steps in use drawn once for every trial (``drive``:
+    (chunk steps, trials, size), ``chunk``: which chunk it holds, -1: none yet)."""
+
+    node: PoissonInput
+    target: str
+    size: int
+    seeds: tuple[int, ...]
+    dt_ms: float
+    dtype: torch.dtype
+    device: torch.device
+    channel_slot: int = 0
+    chunk: int = -1
+    drive: torch.Tensor | None = None
+
+    def at(self, step: int) -> torch.Tensor:
+        """(trials, size) events x weight of ``step``."""
+        chunk = step // POISSON_CHUNK_STEPS
+        if chunk != self.chunk:
+            counts = np.stack([poisson_input_counts(self.node, self.size, seed, self.dt_ms,
+                                                    chunk * POISSON_CHUNK_STEPS,
+                                                    POISSON_CHUNK_STEPS)
+                               for seed in self.seeds], axis=1)
+            self.drive = _t(counts * self.node.weight, self.dtype, self.device)
+            self.chunk = chunk
+        return self.drive[step - chunk * POISSON_CHUNK_STEPS]
 
 
 @dataclass
@@ -144,6 +181,7 @@ class CompiledNetwork:
     state_monitors: dict[str, StateMonitor]
     weight_monitors: dict[str, WeightMonitor]
     processes: dict[str, object] = field(default_factory=dict)  # name -> TModulator, ...
+    inputs: dict[str, TPoissonInput] = field(default_factory=dict)
 
     @property
     def process_order(self) -> list:
@@ -232,6 +270,12 @@ def compile_source(src, net: Network, ctx: CompileContext) -> TSource:
     return out
 
 
+@NODE_COMPILERS.register(PoissonInput)
+def compile_poisson_input(inp: PoissonInput, net: Network, ctx: CompileContext) -> TPoissonInput:
+    return TPoissonInput(inp, inp.target, net.populations[inp.target].size,
+                         tuple(ctx.cfg.seeds), net.dt_ms, ctx.dtype, ctx.device)
+
+
 @NODE_COMPILERS.register(Projection)
 def compile_projection(proj: Projection, net: Network, ctx: CompileContext) -> TProjection:
     device = ctx.device
@@ -300,17 +344,23 @@ def compile_network(net: Network, cfg: TorchConfig) -> CompiledNetwork:
             out[node.name] = NODE_COMPILERS.lookup(node)(node, net, ctx)
     for rule in net.plasticity.values():
         projs[rule.projection].plastic = NODE_COMPILERS.lookup(rule)(rule, net, ctx)
-    # One ring buffer per population: a slot per delay step, a row per channel in use.
+    inputs = {inp.name: NODE_COMPILERS.lookup(inp)(inp, net, ctx) for inp in net.inputs.values()}
+    # One ring buffer per population: a slot per delay step, a row per channel in use (a
+    # PoissonInput's events arrive in the step they are drawn for, through the same rows).
     for pop in pops.values():
         incoming = [p for p in projs.values() if p.post == pop.name]
-        pop.channels = sorted({CHANNELS.index(net.projections[p.name].target) for p in incoming})
+        driven = [i for i in inputs.values() if i.target == pop.name]
+        pop.channels = sorted({CHANNELS.index(net.projections[p.name].target) for p in incoming}
+                              | {CHANNELS.index(i.node.channel) for i in driven})
         for p in incoming:
             p.channel_slot = pop.channels.index(CHANNELS.index(net.projections[p.name].target))
-        if incoming:
-            slots = max(p.max_delay for p in incoming) + 1
+        for i in driven:
+            i.channel_slot = pop.channels.index(CHANNELS.index(i.node.channel))
+        if incoming or driven:
+            slots = max([p.max_delay for p in incoming], default=0) + 1
             pop.buf = torch.zeros((slots, len(pop.channels), trials, pop.size), dtype=dtype,
                                   device=device)
     procs = {name: NODE_COMPILERS.lookup(node)(node, net, ctx)
              for name, node in net.processes.items()}
     return CompiledNetwork(net, cfg, dtype, device, pops, srcs, projs, list(net.spike_monitors),
-                           dict(net.state_monitors), dict(net.weight_monitors), procs)
+                           dict(net.state_monitors), dict(net.weight_monitors), procs, inputs)

@@ -328,6 +328,9 @@ def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | 
             slot = step % pop.buf.shape[0]
             arrivals = pop.buf[slot].clone()
             pop.buf[slot].zero_()
+            for inp in cn.inputs.values():
+                if inp.target == pop.name:  # lands with this step's spikes (PoissonInput)
+                    arrivals[inp.channel_slot] += inp.at(step)
         if isinstance(pop.step, LinearStep):
             advance_linear(pop, arrivals, currents.get(pop.name))
         elif isinstance(pop.step, AdExStep):

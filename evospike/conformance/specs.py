@@ -22,7 +22,7 @@ from evospike.connectors import AllToAll, FromArrays, OneToOne
 from evospike.ir.modulators import RewardEvents, RewardSeries, SpikeCountDrive
 from evospike.ir.network import PROCESS_TYPES, Network
 from evospike.ir.neurons import LIF, NEURON_MODELS, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
-from evospike.ir.nodes import CHANNELS, PoissonSource, SpikeTimesSource
+from evospike.ir.nodes import CHANNELS, PoissonInput, PoissonSource, SpikeTimesSource
 from evospike.ir.plasticity import PAIRINGS, STDP, WEIGHT_DEPENDENCES, RewardModulatedSTDP
 from evospike.results import Results
 
@@ -50,6 +50,7 @@ def ir_node_kinds() -> set[str]:
     kinds = {f"Population[{k}]" for k in NEURON_MODELS}
     kinds |= {f"Projection[target={c}]" for c in CHANNELS} | {"Projection[delay>1]"}
     kinds |= {PoissonSource.__name__, SpikeTimesSource.__name__}
+    kinds |= {f"{PoissonInput.__name__}[channel={c}]" for c in CHANNELS}
     kinds |= {"CurrentInput[constant]", "CurrentInput[series]"}
     kinds |= {"SpikeMonitor", "StateMonitor", "WeightMonitor"}
     rules = [STDP, *_subclasses(STDP)]
@@ -75,6 +76,7 @@ def kinds_in(net: Network) -> set[str]:
         if proj.n_synapses and int(proj.delays.max()) > 1:
             kinds.add("Projection[delay>1]")
     kinds |= {type(s).__name__ for s in net.sources.values()}
+    kinds |= {f"{type(i).__name__}[channel={i.channel}]" for i in net.inputs.values()}
     for cur in net.currents.values():
         kinds.add("CurrentInput[series]" if cur.series is not None else "CurrentInput[constant]")
     if net.spike_monitors:
@@ -451,6 +453,49 @@ def check_poisson(net: Network, res: Results) -> None:
     v, _, _ = _lif_reference(QUIET, 6, net.dt_ms, res.n_steps, np.zeros((res.n_steps, 6)),
                              v_events=events)
     _close("'p.v'", _trace(res, "p.v"), v)
+
+
+def build_poisson_input() -> Network:
+    net = Network("poisson_input", dt_ms=0.1)
+    net.population("pe", 3, QUIET)
+    net.population("pv", 3, QUIET)
+    net.poisson_input("pe", 40, np.array([50.0, 400.0, 0.0]), 0.25, channel="exc",
+                      name="drive.exc")
+    net.poisson_input("pe", 10, 300.0, -0.5, channel="inh", start_ms=1.0, stop_ms=20.0,
+                      counts="poisson", name="drive.inh")
+    net.poisson_input("pv", 25, 200.0, 0.125, channel="v", start_ms=0.5, name="drive.v")
+    net.record_state("pe", "i_exc")
+    net.record_state("pe", "i_inh")
+    net.record_state("pv", "v")
+    return net
+
+
+def check_poisson_input(net: Network, res: Results) -> None:
+    """In step n each neuron's channel receives count x weight, the count being the IR's keyed
+    draw for the seed (`realize.poisson_input_counts`), in the step it is drawn for (as a spike
+    arriving then); currents decay exactly, channel ``v`` lands on the membrane."""
+    from evospike.realize import poisson_input_counts
+
+    seed = int(res.meta.get("seeds", [0])[0]) if "seeds" in res.meta else 0
+    n, dt = res.n_steps, net.dt_ms
+
+    def drive(name: str) -> np.ndarray:
+        inp = net.inputs[name]
+        counts = poisson_input_counts(inp, 3, seed, dt, 0, n)
+        _active(f"events of '{name}'", int(np.count_nonzero(counts)), 10)
+        return counts * inp.weight
+
+    for name, state, tau in (("drive.exc", "i_exc", QUIET.tau_syn_exc_ms),
+                             ("drive.inh", "i_inh", QUIET.tau_syn_inh_ms)):
+        arr = drive(name)
+        ref = np.zeros((n, 3))
+        i = np.zeros(3)
+        for k in range(n):
+            i = i * np.exp(-dt / tau) + arr[k]
+            ref[k] = i
+        _close(f"'pe.{state}'", _trace(res, f"pe.{state}"), ref)
+    v, _, _ = _lif_reference(QUIET, 3, dt, n, np.zeros((n, 3)), v_events=drive("drive.v"))
+    _close("'pv.v'", _trace(res, "pv.v"), v)
 
 
 SPIKE_TIMES = np.array([0.0, 0.05, 0.1, 0.29, 0.31, 1.0, 2.449, 2.45, 7.0])
@@ -1622,6 +1667,9 @@ SPECS: list[Spec] = [
          "i_exc, i_inh and v against each event's weight landing at emission + delay"),
     Spec("poisson-source", "PoissonSource", build_poisson, 40.0, check_poisson,
          "the spikes are the IR's keyed draws for the seed; v receives them a step later"),
+    Spec("poisson-input", "PoissonInput (exc, inh, v; binomial and Poisson counts)",
+         build_poisson_input, 30.0, check_poisson_input,
+         "i_exc, i_inh and v against count x weight landing in the step of its keyed draw"),
     Spec("spike-times-source", "SpikeTimesSource", build_spike_times, 10.0, check_spike_times,
          "spikes in step floor(t / dt); v receives them after the delay"),
     Spec("current-series", "CurrentInput (series)", build_current_series, 30.0,

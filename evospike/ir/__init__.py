@@ -24,6 +24,7 @@ from evospike.ir.neurons import (
 )
 from evospike.ir.nodes import (
     CurrentInput,
+    PoissonInput,
     PoissonSource,
     Population,
     Projection,
@@ -37,7 +38,8 @@ from evospike.ir.structural import StructuralPlasticity
 
 __all__ = [
     "Network", "Population", "Projection", "PoissonSource", "SpikeTimesSource", "CurrentInput",
-    "SpikeMonitor", "StateMonitor", "WeightMonitor", "NeuronModel", "LIF", "AdaptiveLIF",
+    "PoissonInput", "SpikeMonitor", "StateMonitor", "WeightMonitor", "NeuronModel", "LIF",
+    "AdaptiveLIF",
     "CubaLIF", "Izhikevich", "AdEx", "NEURON_MODELS", "Uniform", "Normal", "STDP",
     "RewardModulatedSTDP", "Homeostasis", "Metaplasticity", "Modulator", "RewardEvents",
     "RewardSeries", "SpikeCountDrive", "NoveltyDrive", "StructuralPlasticity",

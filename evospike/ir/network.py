@@ -25,6 +25,7 @@ from evospike.ir.nodes import (
     CHANNELS,
     CurrentInput,
     InitialValue,
+    PoissonInput,
     PoissonSource,
     Population,
     Projection,
@@ -42,7 +43,7 @@ from evospike.units import steps_of
 #: the fields of `Network` that hold nodes: a node class names its own (``collection``), so
 #: that `Network.add` needs no list of node types (dicts are keyed by node name)
 COLLECTIONS = ("populations", "sources", "projections", "currents", "plasticity", "processes",
-               "spike_monitors", "state_monitors", "weight_monitors")
+               "spike_monitors", "state_monitors", "weight_monitors", "inputs")
 
 #: the process kinds of this IR (``collection = "processes"``), listed for the schedule and
 #: conformance checks; `Network.add` does not consult it
@@ -66,6 +67,8 @@ class Network:
     sources: dict[str, PoissonSource | SpikeTimesSource] = field(default_factory=dict)
     projections: dict[str, Projection] = field(default_factory=dict)
     currents: dict[str, CurrentInput] = field(default_factory=dict)
+    #: inputs standing for many afferents onto a population (`PoissonInput`)
+    inputs: dict[str, PoissonInput] = field(default_factory=dict)
     spike_monitors: list[SpikeMonitor] = field(default_factory=list)
     state_monitors: dict[str, StateMonitor] = field(default_factory=dict)
     weight_monitors: dict[str, WeightMonitor] = field(default_factory=dict)
@@ -167,6 +170,17 @@ class Network:
         target_name = self._name_of(target)
         return self.add(CurrentInput(name or f"current->{target_name}", target_name, amplitude,
                                      start_ms, stop_ms, series))
+
+    def poisson_input(self, target: Endpoint, n_afferents: int, rate_hz: float | np.ndarray,
+                      weight: float, *, channel: str = "exc", start_ms: float = 0.0,
+                      stop_ms: float | None = None, counts: str = "binomial",
+                      name: str | None = None) -> PoissonInput:
+        """Drive every neuron of ``target`` with ``n_afferents`` Poisson afferents at
+        ``rate_hz`` each, ``weight`` per afferent event onto ``channel`` (see `PoissonInput`)."""
+        target_name = self._name_of(target)
+        return self.add(PoissonInput(name or f"poisson_input->{target_name}", target_name,
+                                     n_afferents, rate_hz, weight, channel, start_ms, stop_ms,
+                                     counts))
 
     def connect(self, pre: Endpoint, post: Endpoint, connector: Connector, *,
                 weight: float | np.ndarray | Uniform | Normal = 1.0,

@@ -312,6 +312,97 @@ class Projection:
                                   self.target)
 
 
+#: how a `PoissonInput` draws its per-step counts
+POISSON_INPUT_COUNTS = ("binomial", "poisson")
+
+
+@dataclass
+class PoissonInput:
+    """``n_afferents`` (K) independent Poisson afferents at ``rate_hz`` each (scalar or one rate
+    per target neuron), onto every neuron of ``target``, without a neuron per afferent.
+
+    In each step n in [start_ms, stop_ms) neuron i receives a count c[n, i] of afferent events,
+    drawn per (trial, step, neuron) from the run seed: ``Binomial(K, rate * dt)`` (each afferent
+    fires at most once per step, as K `PoissonSource` neurons would; needs rate * dt <= 1) or,
+    with ``counts="poisson"``, ``Poisson(K * rate * dt)`` (NEST's ``poisson_generator``).
+    ``c[n, i] * weight`` is added to channel ``channel`` of neuron i in step n, exactly where a
+    spike arriving in step n through a projection onto that channel lands (after the state's
+    exact update, before the threshold)."""
+
+    collection: ClassVar[str] = "inputs"
+    name: str
+    target: str
+    n_afferents: int
+    rate_hz: float | np.ndarray
+    weight: float
+    channel: str = "exc"
+    start_ms: float = 0.0
+    stop_ms: float | None = None
+    counts: str = "binomial"
+
+    def __post_init__(self) -> None:
+        kind, name = "PoissonInput", self.name
+        check_name(kind, name)
+        k = self.n_afferents
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
+            raise ValidationError(kind, name, "n_afferents", "must be a positive integer", k)
+        self.n_afferents = int(k)
+        rate = real_array(kind, name, "rate_hz", self.rate_hz)
+        if rate.ndim > 1:
+            raise ValidationError(kind, name, "rate_hz", "must be a scalar or one value per "
+                                  "target neuron", rate.shape)
+        if not np.all(np.isfinite(rate)) or np.any(rate < 0):
+            raise ValidationError(kind, name, "rate_hz", "must be finite and >= 0 Hz",
+                                  first_bad(rate, ~np.isfinite(rate) | (rate < 0)))
+        self.rate_hz = float(rate) if rate.ndim == 0 else rate
+        self.weight = real_number(kind, name, "weight", self.weight)
+        if not np.isfinite(self.weight):
+            raise ValidationError(kind, name, "weight", "must be finite", self.weight)
+        if self.channel not in CHANNELS:
+            raise ValidationError(kind, name, "channel", f"must be one of {CHANNELS}",
+                                  self.channel)
+        if self.counts not in POISSON_INPUT_COUNTS:
+            raise ValidationError(kind, name, "counts", f"must be one of {POISSON_INPUT_COUNTS}",
+                                  self.counts)
+        self.start_ms = real_number(kind, name, "start_ms", self.start_ms)
+        if not np.isfinite(self.start_ms) or self.start_ms < 0:
+            raise ValidationError(kind, name, "start_ms", "must be >= 0", self.start_ms)
+        if self.stop_ms is not None:
+            self.stop_ms = real_number(kind, name, "stop_ms", self.stop_ms)
+            if not self.stop_ms > self.start_ms:
+                raise ValidationError(kind, name, "stop_ms", "must be after start_ms",
+                                      self.stop_ms)
+
+    def probability(self, dt_ms: float) -> np.ndarray:
+        """Each afferent's chance of an event per step, ``rate * dt`` (scalar or per neuron)."""
+        return np.asarray(self.rate_hz, dtype=np.float64) * dt_ms * 1e-3
+
+    def check(self, net) -> None:
+        """Validate against ``net`` (called when the node is added): a population as target,
+        a channel its model has, one rate per neuron, and (binomial counts) at most one event
+        per afferent and step."""
+        kind, name = "PoissonInput", self.name
+        if self.target not in net.populations:
+            raise ValidationError(kind, name, "target", "must be a population of the network",
+                                  self.target)
+        pop = net.populations[self.target]
+        if self.channel not in pop.model.channels:
+            raise ValidationError(kind, name, "channel",
+                                  f"is not a channel of {pop.model.kind} {pop.model.channels}",
+                                  self.channel)
+        rate = np.asarray(self.rate_hz)
+        if rate.ndim == 1 and rate.shape[0] != pop.size:
+            raise ValidationError(kind, name, "rate_hz", f"must be a scalar or have {pop.size} "
+                                  f"values (size of '{self.target}')", rate.shape)
+        prob = self.probability(net.dt_ms)
+        if self.counts == "binomial" and np.any(prob > 1.0):
+            raise ValidationError(kind, name, "rate_hz",
+                                  f"is above 1/dt = {1e3 / net.dt_ms:g} Hz: a binomial count "
+                                  "lets each afferent fire at most once per step (use "
+                                  "counts='poisson', or more afferents at a lower rate)",
+                                  first_bad(rate, prob > 1.0))
+
+
 @dataclass
 class SpikeMonitor:
     """Record every spike of a population or source."""

@@ -11,6 +11,8 @@ Layout (format ``evospike-network``, version 1)::
     /projections/<name>    attrs: pre, post, n_pre, n_post, target; datasets indptr, indices,
                            weights, delays
     /currents/<name>       attrs: target, start_ms, stop_ms; datasets amplitude, series
+    /inputs/<name>         a PoissonInput: attrs target, n_afferents, weight, channel, counts,
+                           start_ms, stop_ms; dataset rate_hz (absent in older files: none)
     /monitors/spikes       attrs: targets (list)
     /monitors/state/<name> attrs: target, variable, every_steps; dataset neurons
     /monitors/weights/<name> attrs: projection, every_steps
@@ -41,6 +43,7 @@ from evospike.ir.network import Network
 from evospike.ir.neurons import NEURON_MODELS
 from evospike.ir.nodes import (
     CurrentInput,
+    PoissonInput,
     PoissonSource,
     Population,
     Projection,
@@ -135,6 +138,13 @@ def save_network(net: Network, path: str | os.PathLike) -> None:
             _put(g, "amplitude", cur.amplitude)
             if cur.series is not None:
                 _put(g, "series", cur.series)
+        inputs = f.create_group("inputs", track_order=True)
+        for inp in net.inputs.values():
+            g = inputs.create_group(inp.name, track_order=True)
+            g.attrs.update(target=inp.target, n_afferents=inp.n_afferents, weight=inp.weight,
+                           channel=inp.channel, counts=inp.counts, start_ms=inp.start_ms,
+                           stop_ms=_opt(inp.stop_ms))
+            _put(g, "rate_hz", inp.rate_hz)
         mons = f.create_group("monitors", track_order=True)
         mons.attrs["spikes"] = [m.target for m in net.spike_monitors]
         states = mons.create_group("state", track_order=True)
@@ -339,6 +349,11 @@ def _load_network(path: Path) -> Network:
             net.add(CurrentInput(name, _text(g, "target"), _get(g, "amplitude"),
                                  _real(g, "start_ms"), _real(g, "stop_ms", optional=True),
                                  series))
+        for name, g in f.get("inputs", {}).items():
+            net.add(PoissonInput(name, _text(g, "target"), _integer(g, "n_afferents"),
+                                 _get(g, "rate_hz"), _real(g, "weight"), _text(g, "channel"),
+                                 _real(g, "start_ms"), _real(g, "stop_ms", optional=True),
+                                 _text(g, "counts")))
         pending_rules = []
         for name, g in f.get("plasticity", {}).items():
             cls = _known(PLASTICITY_RULES, _text(g, "rule"), "rule", g)

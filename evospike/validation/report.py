@@ -224,14 +224,68 @@ class ValidationReport:
 
 
 # ----------------------------------------------------------------------------- validate
-def validate(candidate: Results, reference: Results, reference_seeds: list[Results], *,
+BIN_MS = 5.0
+"""Default count bin (ms) of the correlations."""
+MAX_PAIRS = 2000
+"""Default number of neuron pairs sampled for the correlations."""
+
+
+@dataclass
+class RunSummary:
+    """What :func:`validate` needs of one further reference run, once its spikes are gone:
+    the run metadata, the size of every recorded node and, per node, the spike statistics of
+    trial 0 (computed with ``bin_ms`` and ``max_pairs``).
+
+    A reference run is reduced to this as soon as it is produced (:func:`summarize_run`), so
+    a validation holds one reference trial's spikes at a time, not all of them."""
+
+    meta: dict
+    sizes: dict[str, int]
+    statistics: dict[str, dict[str, np.ndarray]]
+    bin_ms: float
+    max_pairs: int
+
+    @property
+    def dt_ms(self) -> float:
+        return float(self.meta["dt_ms"])
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.meta["n_steps"])
+
+    @property
+    def duration_ms(self) -> float:
+        return self.n_steps * self.dt_ms
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete", True))
+
+
+def summarize_run(res: Results, *, nodes: Iterable[str] | None = None, bin_ms: float = BIN_MS,
+                  max_pairs: int = MAX_PAIRS) -> RunSummary:
+    """Reduce ``res`` to the statistics of trial 0 that :func:`validate` compares: of every
+    node in ``nodes`` that ``res`` recorded (default: every recorded node)."""
+    wanted = list(res.spikes_by_node) if nodes is None else list(nodes)
+    # The same pair-sampling seed for every run: where the active neurons agree, the same
+    # pairs are drawn, so correlation distances reflect the activity, not the sampling.
+    statistics = {node: spike_statistics(res, node, 0, bin_ms, max_pairs, seed=0)
+                  for node in wanted if node in res.spikes_by_node}
+    return RunSummary(dict(res.meta), {n: d.size for n, d in res.spikes_by_node.items()},
+                      statistics, float(bin_ms), int(max_pairs))
+
+
+def validate(candidate: Results, reference: Results,
+             reference_seeds: Iterable[Results | RunSummary], *,
              nodes: list[str] | None = None, tolerance_steps: int = 1,
-             require_exact: bool = False, margin: float = 1.5, bin_ms: float = 5.0,
-             max_pairs: int = 2000, process_kinds: Iterable[str] = ()) -> ValidationReport:
+             require_exact: bool = False, margin: float = 1.5, bin_ms: float = BIN_MS,
+             max_pairs: int = MAX_PAIRS, process_kinds: Iterable[str] = ()) -> ValidationReport:
     """Compare ``candidate`` with ``reference`` (same network, same seed, trial 0 of each).
 
     ``reference_seeds``: at least two more reference runs with other seeds, which set the
-    tolerated distance of every statistic. ``nodes``: the nodes to compare (default: every
+    tolerated distance of every statistic; each is a `Results` or, to keep only one run's
+    spikes in memory at a time, its :func:`summarize_run` (made with the same ``bin_ms`` and
+    ``max_pairs``). ``nodes``: the nodes to compare (default: every
     node the reference recorded). ``tolerance_steps``: spike-time tolerance of the exact
     match, in steps of dt. ``require_exact``: the exact match must be complete (for networks
     without chaotic dynamics, e.g. feed-forward networks driven by fixed spike trains);
@@ -248,27 +302,29 @@ def validate(candidate: Results, reference: Results, reference_seeds: list[Resul
     22 %, 8 %, 3 %, 2 % at margin 2; |d| of rates and CVs caused most of them. Use 4 or more
     further seeds (or a larger margin) where a false alarm is costly.
     """
-    reference_seeds = list(reference_seeds)
-    if len(reference_seeds) < 2:
-        raise EvoSpikeError("validate needs at least 2 reference runs with other seeds to learn "
-                            f"the seed-to-seed variability (got {len(reference_seeds)})")
     if not margin > 0:
         raise EvoSpikeError(f"margin must be > 0 (got {margin})")
-    runs = [candidate, reference, *reference_seeds]
-    labels = ["candidate", "reference"] + _seed_labels(reference_seeds)
+    wanted = list(reference.spikes_by_node) if nodes is None else list(nodes)
+    # each Results is reduced as soon as it is taken from the iterable, then dropped
+    further = [_summary_of(r, wanted, bin_ms, max_pairs, k)
+               for k, r in enumerate(reference_seeds)]
+    if len(further) < 2:
+        raise EvoSpikeError("validate needs at least 2 reference runs with other seeds to learn "
+                            f"the seed-to-seed variability (got {len(further)})")
+    runs = [summarize_run(candidate, nodes=wanted, bin_ms=bin_ms, max_pairs=max_pairs),
+            summarize_run(reference, nodes=wanted, bin_ms=bin_ms, max_pairs=max_pairs),
+            *further]
+    labels = ["candidate", "reference"] + _seed_labels(further)
     _check_compatible(runs, labels)
     nodes = _select_nodes(runs, labels, nodes)
-    warnings = _input_warnings(candidate, reference, reference_seeds)
+    warnings = _input_warnings(candidate, reference, further)
 
     node_reports = {}
     for node in nodes:
-        sizes = {lab: r._node(node).size for lab, r in zip(labels, runs, strict=True)}
+        sizes = {lab: r.sizes[node] for lab, r in zip(labels, runs, strict=True)}
         if len(set(sizes.values())) > 1:
             raise EvoSpikeError(f"node '{node}' has different sizes in the runs: {sizes}")
-        # The same pair-sampling seed for every run: where the active neurons agree, the same
-        # pairs are drawn, so correlation distances reflect the activity, not the sampling.
-        st = {lab: spike_statistics(r, node, 0, bin_ms, max_pairs, seed=0)
-              for lab, r in zip(labels, runs, strict=True)}
+        st = {lab: r.statistics[node] for lab, r in zip(labels, runs, strict=True)}
         match = match_spikes(candidate, reference, node, tolerance_steps)
         criteria = [_exact_criterion(match, require_exact, candidate, reference)]
         pairs_by_stat = {}
@@ -286,7 +342,7 @@ def validate(candidate: Results, reference: Results, reference_seeds: list[Resul
                                         pairs_by_stat, st)
 
     passed, reason = _overall(node_reports, require_exact)
-    meta = _meta(candidate, reference, reference_seeds)
+    meta = _meta(candidate, reference, further)
     settings = {"tolerance_steps": int(tolerance_steps), "require_exact": bool(require_exact),
                 "margin": float(margin), "bin_ms": float(bin_ms), "max_pairs": int(max_pairs),
                 "ks_floor": KS_FLOOR, "effect_floor": EFFECT_FLOOR,
@@ -295,6 +351,24 @@ def validate(candidate: Results, reference: Results, reference_seeds: list[Resul
                 "trial": 0}
     return ValidationReport(meta, settings, node_reports, passed, reason, warnings,
                             candidate, reference, _independence(meta, process_kinds))
+
+
+def _summary_of(run: Results | RunSummary, nodes: list[str], bin_ms: float, max_pairs: int,
+                k: int) -> RunSummary:
+    if isinstance(run, Results):
+        return summarize_run(run, nodes=nodes, bin_ms=bin_ms, max_pairs=max_pairs)
+    if not isinstance(run, RunSummary):
+        raise EvoSpikeError(f"further reference run {k + 1} is a {type(run).__name__}, not "
+                            "Results or RunSummary")
+    if run.bin_ms != float(bin_ms) or run.max_pairs != int(max_pairs):
+        raise EvoSpikeError(f"further reference run {k + 1} was summarized with bin_ms "
+                            f"{run.bin_ms}, max_pairs {run.max_pairs}; this validation uses "
+                            f"bin_ms {float(bin_ms)}, max_pairs {int(max_pairs)}")
+    lacking = [n for n in nodes if n in run.sizes and n not in run.statistics]
+    if lacking:
+        raise EvoSpikeError(f"further reference run {k + 1} recorded {lacking} but its summary "
+                            "has no statistics of them (summarize it with these nodes)")
+    return run
 
 
 def _independence(meta: dict, kinds: Iterable[str]) -> dict:
@@ -309,7 +383,7 @@ def _independence(meta: dict, kinds: Iterable[str]) -> dict:
     return out
 
 
-def _seed_labels(runs: list[Results]) -> list[str]:
+def _seed_labels(runs: list[RunSummary]) -> list[str]:
     labels = []
     for k, r in enumerate(runs):
         seeds = _plain(r.meta.get("seeds"))
@@ -320,7 +394,7 @@ def _seed_labels(runs: list[Results]) -> list[str]:
     return labels
 
 
-def _check_compatible(runs: list[Results], labels: list[str]) -> None:
+def _check_compatible(runs: list[RunSummary], labels: list[str]) -> None:
     """Same dt and number of steps everywhere: steps (and rates, bins) must mean the same."""
     ref = runs[1]
     for lab, r in zip(labels, runs, strict=True):
@@ -332,25 +406,26 @@ def _check_compatible(runs: list[Results], labels: list[str]) -> None:
                                 "runs must cover the same duration")
 
 
-def _select_nodes(runs: list[Results], labels: list[str], nodes: list[str] | None) -> list[str]:
-    wanted = list(runs[1].spikes_by_node) if nodes is None else list(nodes)
+def _select_nodes(runs: list[RunSummary], labels: list[str],
+                  nodes: list[str] | None) -> list[str]:
+    wanted = list(runs[1].sizes) if nodes is None else list(nodes)
     if not wanted:
         raise EvoSpikeError("the reference recorded no spikes of any node: nothing to validate")
     for lab, r in zip(labels, runs, strict=True):
-        missing = [n for n in wanted if n not in r.spikes_by_node]
+        missing = [n for n in wanted if n not in r.sizes]
         if missing:
             raise EvoSpikeError(f"{lab} has no spikes recorded for {missing} "
-                                f"(recorded: {sorted(r.spikes_by_node)})")
+                                f"(recorded: {sorted(r.sizes)})")
     return wanted
 
 
-def _seeds0(r: Results) -> object:
+def _seeds0(r: Results | RunSummary) -> object:
     seeds = _plain(r.meta.get("seeds"))
     return seeds[0] if isinstance(seeds, list) and seeds else seeds
 
 
 def _input_warnings(candidate: Results, reference: Results,
-                    reference_seeds: list[Results]) -> list[str]:
+                    reference_seeds: list[RunSummary]) -> list[str]:
     out = []
     net_c, net_r = candidate.meta.get("network"), reference.meta.get("network")
     if net_c is not None and net_r is not None and net_c != net_r:
@@ -371,7 +446,7 @@ def _input_warnings(candidate: Results, reference: Results,
     return out
 
 
-def _meta(candidate: Results, reference: Results, reference_seeds: list[Results]) -> dict:
+def _meta(candidate: Results, reference: Results, reference_seeds: list[RunSummary]) -> dict:
     c, r = candidate.meta, reference.meta
     return _plain({
         "network": r.get("network", c.get("network")),

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass
 
@@ -11,14 +12,24 @@ from evospike.backends import get_backend
 from evospike.errors import EvoSpikeError
 from evospike.ir.network import Network
 from evospike.results import Results
-from evospike.validation.report import ValidationReport, validate
+from evospike.validation.report import (
+    BIN_MS,
+    MAX_PAIRS,
+    RunSummary,
+    ValidationReport,
+    summarize_run,
+    validate,
+)
 
 
 @dataclass
 class ValidationRuns:
+    """The candidate and the same-seed reference in full (the exact match and the figure need
+    their spikes); the further reference runs only as their statistics."""
+
     candidate: Results
     reference: Results
-    reference_seeds: list[Results]
+    reference_seeds: list[RunSummary]
     require_exact: bool
     recurrent: list[str]
     process_kinds: tuple[str, ...] = ()
@@ -55,38 +66,57 @@ def check_options(*, candidate: str, reference: str, candidate_options: dict | N
 
 def run_pair(build, *, candidate: str, reference: str, duration_ms: float, seed: int,
              n_reference_seeds: int, candidate_options: dict, reference_options: dict,
-             progress: bool = True) -> ValidationRuns:
+             progress: bool = True, bin_ms: float = BIN_MS,
+             max_pairs: int = MAX_PAIRS) -> ValidationRuns:
     """Run ``build()`` (a fresh network each time) on both backends.
 
     The candidate runs with ``seed``; the reference runs with ``seed`` and the
-    ``n_reference_seeds`` seeds after it, as one batch of trials (on Brian2 the trials share
-    one compiled build: the first compiles, the others reuse it).
+    ``n_reference_seeds`` seeds after it, one seed at a time. Each further reference run is
+    reduced to its statistics (:func:`summarize_run` with ``bin_ms`` and ``max_pairs``) as
+    soon as it ends and its results dropped, so memory holds one reference trial's spikes
+    and simulator state at a time, not all of them (on Brian2's runtime targets the code
+    generated for the first run is cached and reused by the others).
 
     An interrupted run (incomplete results) raises KeyboardInterrupt: there is nothing to
-    judge, and a Brian2 reference interrupted mid-batch keeps fewer trials than asked for."""
+    judge."""
     check_options(candidate=candidate, reference=reference, candidate_options=candidate_options,
                   reference_options=reference_options, seed=seed,
                   n_reference_seeds=n_reference_seeds)
     net: Network = build()
     recurrent = net.recurrent_populations()
+    kinds = tuple(p.kind for p in net.processes.values())
     cand = get_backend(candidate).compile(net, seeds=(seed,), progress=progress,
                                           **candidate_options).run(duration_ms)
+    del net
     if not cand.complete:  # the reference would run for nothing
         raise KeyboardInterrupt(f"validate: the candidate run ({candidate}) was interrupted")
-    seeds = tuple(range(seed, seed + n_reference_seeds + 1))
-    ref_all = get_backend(reference).compile(build(), seeds=seeds, progress=progress,
-                                             **reference_options).run(duration_ms)
-    if not ref_all.complete:
-        raise KeyboardInterrupt(f"validate: the reference run ({reference}) was interrupted")
-    return ValidationRuns(cand, ref_all.trial(0),
-                          [ref_all.trial(k) for k in range(1, len(seeds))],
-                          require_exact=not recurrent, recurrent=recurrent,
-                          process_kinds=tuple(p.kind for p in net.processes.values()))
+    ref = _run_reference(build, reference, seed, duration_ms, progress, reference_options)
+    further = []
+    for s in range(seed + 1, seed + n_reference_seeds + 1):
+        res = _run_reference(build, reference, s, duration_ms, progress, reference_options)
+        further.append(summarize_run(res, bin_ms=bin_ms, max_pairs=max_pairs))
+        del res
+        # a simulator's objects can hold each other in cycles: free this trial before the next
+        gc.collect()
+    return ValidationRuns(cand, ref, further, require_exact=not recurrent, recurrent=recurrent,
+                          process_kinds=kinds)
+
+
+def _run_reference(build, reference: str, seed: int, duration_ms: float, progress: bool,
+                   options: dict) -> Results:
+    res = get_backend(reference).compile(build(), seeds=(seed,), progress=progress,
+                                         **options).run(duration_ms)
+    if not res.complete:
+        raise KeyboardInterrupt(f"validate: the reference run ({reference}) was interrupted "
+                                f"(seed {seed})")
+    return res
 
 
 def validate_runs(runs: ValidationRuns, *, tolerance_steps: int = 1,
                   margin: float = 2.0) -> ValidationReport:
     """The verdict: exact agreement required only for networks without recurrence."""
+    summary = runs.reference_seeds[0] if runs.reference_seeds else None
+    extra = {} if summary is None else {"bin_ms": summary.bin_ms, "max_pairs": summary.max_pairs}
     return validate(runs.candidate, runs.reference, runs.reference_seeds,
                     tolerance_steps=tolerance_steps, require_exact=runs.require_exact,
-                    margin=margin, process_kinds=runs.process_kinds)
+                    margin=margin, process_kinds=runs.process_kinds, **extra)

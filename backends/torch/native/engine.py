@@ -36,6 +36,7 @@ from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CHANNELS,
     CurrentInput,
+    PoissonInput,
     PoissonSource,
     Population,
     Projection,
@@ -61,6 +62,8 @@ CARRIED.carry(STDP, RewardModulatedSTDP)  # plain, modulated and three-factor pa
 CARRIED.carry(Modulator, Homeostasis, Metaplasticity)
 CARRIED.carry(SpikeMonitor, StateMonitor, WeightMonitor)
 CARRIED.refuse(AdEx, "no exponential integrate-and-fire update in kernel.c")
+CARRIED.refuse(PoissonInput, "kernel.c draws no per-step afferent counts (the eager engine "
+               "carries it)")
 REFRESH = ctypes.CFUNCTYPE(None)  # Meta.refresh: recompute a rule's decays after a tau change
 I32, I64 = ctypes.c_int32, ctypes.c_int64
 P = ctypes.c_void_p
