@@ -59,17 +59,12 @@ class WeightData:
     values: np.ndarray  # (trials, samples, synapses)
 
 
-@dataclass
-class Results:
-    """What a run recorded. ``meta`` holds the run metadata (backend, dt_ms, n_steps, seeds,
-    wall_time_s, complete, versions, ...)."""
+class RunMeta:
+    """Read-outs of a run's metadata ``meta`` (a dict), shared by `Results` and the reduced
+    summaries of a run (`evospike.validation.report.RunSummary`)."""
 
     meta: dict
-    spikes_by_node: dict[str, SpikeData] = field(default_factory=dict)
-    traces: dict[str, TraceData] = field(default_factory=dict)
-    weights: dict[str, WeightData] = field(default_factory=dict)
 
-    # ------------------------------------------------------------- accessors
     @property
     def dt_ms(self) -> float:
         return float(self.meta["dt_ms"])
@@ -83,12 +78,24 @@ class Results:
         return self.n_steps * self.dt_ms
 
     @property
-    def n_trials(self) -> int:
-        return int(self.meta["n_trials"])
-
-    @property
     def complete(self) -> bool:
         return bool(self.meta.get("complete", True))
+
+
+@dataclass
+class Results(RunMeta):
+    """What a run recorded. ``meta`` holds the run metadata (backend, dt_ms, n_steps, seeds,
+    wall_time_s, complete, versions, ...)."""
+
+    meta: dict
+    spikes_by_node: dict[str, SpikeData] = field(default_factory=dict)
+    traces: dict[str, TraceData] = field(default_factory=dict)
+    weights: dict[str, WeightData] = field(default_factory=dict)
+
+    # ------------------------------------------------------------- accessors
+    @property
+    def n_trials(self) -> int:
+        return int(self.meta["n_trials"])
 
     def _node(self, node: str) -> SpikeData:
         if node not in self.spikes_by_node:

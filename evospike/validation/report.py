@@ -38,7 +38,7 @@ import numpy as np
 
 from evospike.atomic import atomic_path
 from evospike.errors import EvoSpikeError
-from evospike.results import Results
+from evospike.results import Results, RunMeta
 from evospike.validation.metrics import (
     STATISTICS,
     SpikeMatch,
@@ -231,7 +231,7 @@ MAX_PAIRS = 2000
 
 
 @dataclass
-class RunSummary:
+class RunSummary(RunMeta):
     """What :func:`validate` needs of one further reference run, once its spikes are gone:
     the run metadata, the size of every recorded node and, per node, the spike statistics of
     trial 0 (computed with ``bin_ms`` and ``max_pairs``).
@@ -244,22 +244,6 @@ class RunSummary:
     statistics: dict[str, dict[str, np.ndarray]]
     bin_ms: float
     max_pairs: int
-
-    @property
-    def dt_ms(self) -> float:
-        return float(self.meta["dt_ms"])
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.meta["n_steps"])
-
-    @property
-    def duration_ms(self) -> float:
-        return self.n_steps * self.dt_ms
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.meta.get("complete", True))
 
 
 def summarize_run(res: Results, *, nodes: Iterable[str] | None = None, bin_ms: float = BIN_MS,
