@@ -15,6 +15,7 @@ BACKENDS: dict[str, str] = {
     "torch": "evospike.backends.torch",
     "brian2": "evospike.backends.brian2",
     "lava": "evospike.backends.lava",
+    "nest": "evospike.backends.nest",
 }
 
 

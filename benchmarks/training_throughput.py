@@ -11,8 +11,9 @@ backward + optimiser step on one batch.
 
 - EvoSpike: `SpikingNetwork` (whole-sequence layers; each layer's time loop is one autograd
   node with a hand-written backward in a C kernel; the products with spike matrices are
-  event-driven when fewer than 15 % of the inputs spiked, dense otherwise: the activity it saw
-  is printed).
+  event-driven where that pays for the density and output width
+  (`evospike.training.native.sparse_pays`), dense otherwise: the activity it saw is printed).
+  With ``--threads`` above 1 the C kernels split their work over that many threads.
 - snnTorch: ``nn.Linear`` + ``snn.Synaptic`` (its two-state neuron: synaptic current + membrane,
   ``alpha``/``beta`` set to EvoSpike's per-step decays), stepped in a Python loop over time as
   its tutorials do; readout ``reset_mechanism="none"`` with a threshold it never reaches.
@@ -138,25 +139,99 @@ def spikingjelly_model(args):
     return model, forward
 
 
+# ---- the snnTorch tutorial network (issue 23): 784 Bernoulli inputs -> Linear(784, 1000) ->
+# Leaky(beta 0.95) -> Linear(1000, 10) -> Leaky, ce_rate_loss, each library's idiomatic model
+def tutorial_evospike(args):
+    from evospike.training.leaky_model import LeakyNetwork
+
+    spec = {"steps": args.steps, "input": {"kind": "spikes", "shape": [args.inputs]},
+            "layers": [{"type": "leaky", "size": args.hidden, "beta": 0.95},
+                       {"type": "leaky", "size": args.classes, "beta": 0.95}],
+            "loss": {"kind": "ce_rate"}}
+    model = LeakyNetwork(spec)
+    return model, lambda x: model.run(x)[-1][0]
+
+
+def tutorial_snntorch(args):
+    import snntorch as snn
+
+    class Net(nn.Module):  # snnTorch's tutorial 5 model, as written there
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(args.inputs, args.hidden)
+            self.lif1 = snn.Leaky(beta=0.95)
+            self.fc2 = nn.Linear(args.hidden, args.classes)
+            self.lif2 = snn.Leaky(beta=0.95)
+
+        def forward(self, x):  # x (B, T, F)
+            mem1 = self.lif1.reset_mem()
+            mem2 = self.lif2.reset_mem()
+            spk2_rec = []
+            for t in range(x.shape[1]):
+                cur1 = self.fc1(x[:, t])
+                spk1, mem1 = self.lif1(cur1, mem1)
+                cur2 = self.fc2(spk1)
+                spk2, mem2 = self.lif2(cur2, mem2)
+                spk2_rec.append(spk2)
+            return torch.stack(spk2_rec)
+
+    model = Net()
+    return model, lambda x: model(x)
+
+
+def tutorial_spikingjelly(args):
+    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+    # snnTorch's Leaky is SpikingJelly's LIFNode with decay_input=False, tau = 1 / (1 - beta)
+    # and a soft reset (v_reset=None), multi-step mode
+    def lif():
+        return neuron.LIFNode(tau=1.0 / (1.0 - 0.95), decay_input=False, v_reset=None,
+                              surrogate_function=surrogate.ATan(), step_mode="m")
+
+    model = nn.Sequential(layer.Linear(args.inputs, args.hidden, step_mode="m"), lif(),
+                          layer.Linear(args.hidden, args.classes, step_mode="m"), lif())
+
+    def forward(x):
+        functional.reset_net(model)
+        return model(x.transpose(0, 1).contiguous())
+
+    return model, forward
+
+
+def ce_rate(spikes, y):
+    """snnTorch's ce_rate_loss: cross-entropy of every step's output spikes, averaged."""
+    logp = F.log_softmax(spikes, dim=-1)
+    return sum(F.nll_loss(logp[t], y) for t in range(spikes.shape[0])) / spikes.shape[0]
+
+
 LIBRARIES = {"evospike": evospike_model, "snntorch": snntorch_model,
              "spikingjelly": spikingjelly_model}
+TUTORIAL = {"evospike": tutorial_evospike, "snntorch": tutorial_snntorch,
+            "spikingjelly": tutorial_spikingjelly}
 
 
 def time_library(name, args, device, x, y) -> list[float]:
     torch.manual_seed(0)
-    model, forward = LIBRARIES[name](args)
+    tutorial = args.network == "tutorial"
+    model, forward = (TUTORIAL if tutorial else LIBRARIES)[name](args)
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr if tutorial else 1e-3)
+    loss_of = ce_rate if tutorial else F.cross_entropy
 
     def step():
-        loss = F.cross_entropy(forward(x), y)
+        loss = loss_of(forward(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss
 
-    for _ in range(args.warmup):
+    # "trained activity": the timing starts after --pretrain steps of training on the task
+    for _ in range(args.warmup + args.pretrain):
         step()
+    if tutorial:
+        with torch.no_grad():
+            out = forward(x)
+        args.activity_seen[name] = float(out.float().mean())
     rounds = []
     for _ in range(args.repeats):
         if device.type == "cuda":
@@ -164,7 +239,7 @@ def time_library(name, args, device, x, y) -> list[float]:
         t0 = time.perf_counter()
         for _ in range(args.iters):
             loss = step()
-        float(loss)
+        float(loss.detach())
         if device.type == "cuda":
             torch.cuda.synchronize()
         rounds.append(args.iters * args.batch / (time.perf_counter() - t0))
@@ -199,11 +274,31 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--libraries", default="evospike,snntorch,spikingjelly")
     p.add_argument("--json", default=None, help="write the figures here")
+    p.add_argument("--network", choices=("ours", "tutorial"), default="ours",
+                   help="ours: the two-hidden-layer IR network above; tutorial: snnTorch's "
+                        "tutorial network (784 -> 1000 Leaky -> 10 Leaky, ce_rate_loss)")
+    p.add_argument("--pretrain", type=int, default=0,
+                   help="training steps before the timing (activity of a trained network)")
+    p.add_argument("--lr", type=float, default=5e-4, help="Adam's rate (tutorial network)")
     args = p.parse_args(argv)
+    if args.network == "tutorial":
+        # the tutorial's sizes unless given; a class-dependent input rate makes the task
+        # learnable, so --pretrain moves the network to the activity it reaches in training
+        for key, value in (("inputs", 784), ("hidden", 1000), ("steps", 25), ("batch", 128)):
+            if f"--{key}" not in (argv or __import__("sys").argv):
+                setattr(args, key, value)
+    args.activity_seen = {}
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     x, y = make_data(args.batch, args.steps, args.inputs, args.classes, device,
                      rate=args.input_rate)
+    if args.network == "tutorial":  # each class lights its own tenth of the inputs more
+        g = torch.Generator().manual_seed(1)
+        band = (torch.arange(args.inputs) * args.classes // args.inputs)
+        rate = torch.where(band[None, :] == y.cpu()[:, None], 3 * args.input_rate,
+                           args.input_rate)
+        x = (torch.rand(args.batch, args.steps, args.inputs, generator=g)
+             < rate[:, None, :]).float().to(device)
     names = args.libraries.split(",")
     rates: dict[str, list[float]] = {n: [] for n in names}
     # in turns, so that a change in the shared machine's load hits every library alike
@@ -216,8 +311,11 @@ def main(argv=None) -> dict:
     machine = f"{cpu_name()}, {args.threads} thread(s), torch {torch.__version__}"
     if device.type == "cuda":
         machine = torch.cuda.get_device_name(device) + f", torch {torch.__version__}"
-    print(f"training throughput, {machine}: inputs {args.inputs}, 2 x {args.hidden} hidden, "
-          f"{args.classes} out, T = {args.steps}, batch {args.batch}")
+    shape = (f"1 x {args.hidden} Leaky hidden (snnTorch tutorial network)"
+             if args.network == "tutorial" else f"2 x {args.hidden} hidden")
+    print(f"training throughput, {machine}: inputs {args.inputs}, {shape}, "
+          f"{args.classes} out, T = {args.steps}, batch {args.batch}, "
+          f"after {args.pretrain} training steps")
     print(f"{'library':14s} {'best':>8s} {'median':>8s} {'x best':>7s} {'x median':>9s}  "
           "all rounds (samples/s)")
     for n in names:
@@ -225,14 +323,19 @@ def main(argv=None) -> dict:
         r_med = med.get("evospike", math.nan) / med[n]
         rounds = ", ".join(f"{r:.0f}" for r in rates[n])
         print(f"{n:14s} {best[n]:8.0f} {med[n]:8.0f} {r_best:7.2f} {r_med:9.2f}  {rounds}")
-    # EvoSpike's products are event-driven where few inputs spike: say how many did
-    torch.manual_seed(0)
-    model, _ = evospike_model(args)
-    with torch.no_grad():
-        activity = {k: float(v[0].mean()) for k, v in model.to(device).run(x).items()
-                    if k != "readout"}
-    print("spikes per neuron and step (EvoSpike, at initialisation): " +
-          ", ".join(f"{k} {v:.4f}" for k, v in activity.items()))
+    if args.network == "tutorial":
+        activity = {f"output {k}": v for k, v in args.activity_seen.items()}
+        print("output spikes per neuron and step when the timing started: " +
+              ", ".join(f"{k} {v:.4f}" for k, v in args.activity_seen.items()))
+    else:
+        # EvoSpike's products are event-driven where few inputs spike: say how many did
+        torch.manual_seed(0)
+        model, _ = evospike_model(args)
+        with torch.no_grad():
+            activity = {k: float(v[0].mean()) for k, v in model.to(device).run(x).items()
+                        if k != "readout"}
+        print("spikes per neuron and step (EvoSpike, at initialisation): " +
+              ", ".join(f"{k} {v:.4f}" for k, v in activity.items()))
     out = {"machine": machine, "device": str(device), "config": vars(args),
            "samples_per_s": rates, "median": med, "best": best, "activity": activity}
     if args.json:

@@ -50,9 +50,15 @@ class BeatSet:
     r_peaks: list = field(default_factory=list)      # sample index of the R peak
     skipped_edge: int = 0       # beats too close to the record's start or end for a window
     non_beat: int = 0           # annotations that mark no beat (by the AAMI definition)
+    time_cut: int = 0           # beats whose window straddles a time split's cut
+    other_side: int = 0         # beats of the other side of a time split
 
     def add_record(self, name: str, signal: np.ndarray, samples: np.ndarray, symbols,
-                   pre: int, post: int, normalize: bool) -> None:
+                   pre: int, post: int, normalize: bool,
+                   span: tuple[int, int] | None = None) -> None:
+        """Cut the beats of one record. ``span = (lo, hi)``: keep only beats whose whole
+        window lies in samples ``[lo, hi)`` (a time split); a window that straddles ``lo`` or
+        ``hi`` is counted in ``time_cut``, one wholly outside in ``other_side``."""
         n = signal.shape[0]
         for s, sym in zip(samples, symbols, strict=True):
             cls = AAMI_MAP.get(sym)
@@ -61,6 +67,12 @@ class BeatSet:
                 continue
             if s - pre < 0 or s + post > n:
                 self.skipped_edge += 1
+                continue
+            if span is not None and not (span[0] <= s - pre and s + post <= span[1]):
+                if s + post <= span[0] or s - pre >= span[1]:
+                    self.other_side += 1
+                else:
+                    self.time_cut += 1
                 continue
             window = np.asarray(signal[s - pre:s + post], dtype=np.float64)
             if normalize:
@@ -104,10 +116,16 @@ class _BeatDataset(LabelledDataset):
         self.record_of = rec
         self.r_peaks = peaks
         self.skipped = {"edge": beats.skipped_edge, "non_beat": beats.non_beat}
+        if beats.time_cut or beats.other_side:  # a time split: what lies at or past its cut
+            self.skipped.update(time_cut=beats.time_cut, other_side=beats.other_side)
 
     def describe(self) -> str:
-        return (super().describe() + f"; annotations not used: {self.skipped['non_beat']} "
+        text = (super().describe() + f"; annotations not used: {self.skipped['non_beat']} "
                 f"non-beat, {self.skipped['edge']} too near a record edge")
+        if "time_cut" in self.skipped:
+            text += (f", {self.skipped['time_cut']} straddling the time cut, "
+                     f"{self.skipped['other_side']} on the other side of it")
+        return text
 
 
 def _check_window(kind: str, pre, post) -> tuple[int, int]:
@@ -129,6 +147,13 @@ class MITBIH(_BeatDataset):
     - "train" / "test": a stratified random split of the beats of ``records`` (default
       DS1 + DS2) with ``test_fraction`` and ``seed`` (beats of one patient land on both sides,
       so this split overstates what a new patient would see);
+    - "time_train" / "time_test": a split of every record by time: the first
+      ``1 - test_fraction`` of each record's samples are training time, the rest test time; a
+      beat belongs to a side only if its whole window lies in it, and beats whose window
+      straddles the cut are in neither (``skipped["time_cut"]``), so no sample of the signal is
+      in both splits and every training beat precedes every test beat of its record (the
+      split for one record, e.g. record 100, where an inter-patient split is impossible);
+      ``cut_s`` maps each record to the time of its cut in seconds;
     - "all": every beat of ``records``.
 
     ``class_weights()`` gives inverse-frequency weights: the set is dominated by N.
@@ -143,7 +168,14 @@ class MITBIH(_BeatDataset):
                  records: list[str] | tuple[str, ...] | None = None, pre_samples: int = 90,
                  post_samples: int = 166, lead: str | int = "MLII", normalize: bool = True,
                  test_fraction: float = 0.2, seed: int = 0):
-        self.split = check_split("MITBIH", split, ("DS1", "DS2", "train", "test", "all"))
+        self.split = check_split("MITBIH", split, ("DS1", "DS2", "train", "test", "time_train",
+                                                   "time_test", "all"))
+        by_time = split in ("time_train", "time_test")
+        if by_time and not (isinstance(test_fraction, (int, float))
+                            and not isinstance(test_fraction, bool)
+                            and 0.0 < test_fraction < 1.0):
+            raise ValidationError("MITBIH", split, "test_fraction", "must lie in (0, 1)",
+                                  test_fraction)
         self.pre_samples, self.post_samples = _check_window("MITBIH", pre_samples, post_samples)
         self.root = Path(root)
         self.lead = lead
@@ -163,11 +195,18 @@ class MITBIH(_BeatDataset):
         self.records = names
         beats = BeatSet()
         fs_seen = set()
+        self.cut_s: dict[str, float] = {}
         for name in names:
             signal, fs, samples, symbols = read_wfdb_record(self.root, name, lead)
             fs_seen.add(fs)
+            span = None
+            if by_time:
+                n = signal.shape[0]
+                cut = int(round((1.0 - test_fraction) * n))
+                self.cut_s[name] = cut / fs
+                span = (0, cut) if split == "time_train" else (cut, n)
             beats.add_record(name, signal, samples, symbols, self.pre_samples,
-                             self.post_samples, normalize)
+                             self.post_samples, normalize, span)
         if len(fs_seen) > 1:
             raise EvoSpikeError(f"MIT-BIH: records in '{self.root}' have different sampling "
                                 f"rates {sorted(fs_seen)}; a beat window needs one")

@@ -3,6 +3,7 @@ Brian2, deploy it to Loihi 2 through Lava."""
 
 __version__ = "0.1.0"
 
+from evospike.arrays import run_array
 from evospike.connectors import AllToAll, FixedInDegree, FixedProbability, FromArrays, OneToOne
 from evospike.errors import EvoSpikeError, UnsupportedError, ValidationError
 from evospike.ir import (
@@ -11,6 +12,8 @@ from evospike.ir import (
     AdaptiveLIF,
     AdEx,
     Apoptosis,
+    CondAdEx,
+    CondLIF,
     CubaLIF,
     CurrentInput,
     EnergyBudget,
@@ -40,13 +43,15 @@ from evospike.results import Results
 
 __all__ = [
     "Network", "Population", "Projection", "PoissonSource", "SpikeTimesSource", "CurrentInput",
-    "PoissonInput", "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "AdEx", "Uniform", "Normal",
+    "PoissonInput", "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "AdEx", "CondLIF", "CondAdEx",
+    "Uniform", "Normal",
     "AllToAll",
     "OneToOne",
     "FixedProbability", "FixedInDegree", "FromArrays", "Results", "EvoSpikeError",
     "ValidationError", "UnsupportedError", "STDP", "RewardModulatedSTDP", "Homeostasis",
     "Metaplasticity", "Modulator", "RewardEvents", "RewardSeries", "SpikeCountDrive",
-    "NoveltyDrive", "__version__",
+    "NoveltyDrive", "__version__", "run_array",
     "MemoryTiers", "Apoptosis",
     "EpigeneticGate", "NeuromodulatedParticipation", "EnergyBudget", "GlobalEnergyBudget",
 ]
+

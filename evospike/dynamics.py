@@ -27,7 +27,16 @@ import numpy as np
 import scipy.linalg
 
 from evospike.errors import ValidationError
-from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich, NeuronModel
+from evospike.ir.neurons import (
+    LIF,
+    AdaptiveLIF,
+    AdEx,
+    CondAdEx,
+    CondLIF,
+    CubaLIF,
+    Izhikevich,
+    NeuronModel,
+)
 from evospike.ir.nodes import CHANNELS
 from evospike.units import steps_of
 
@@ -105,6 +114,63 @@ def adex_euler(xp, v, w, drive, p, dt_ms: float):
     dv = (p["g_L"] * (p["E_L"] - v) + p["g_L"] * p["Delta_T"] * xp.exp(arg) - w + drive) / p["C"]
     dw = (p["a"] * (v - p["E_L"]) - w) / p["tau_w"]
     return v + dt_ms * dv, w + dt_ms * dw
+
+
+@dataclass
+class ConductanceStep:
+    """Parameters of a conductance-based model (`CondLIF`; `CondAdEx` adds its own in
+    `CondAdExStep`), units pF, nS, mV, pA, ms, plus the exact per-step decay of the two
+    conductances and ``dt_over_C`` (dt / C, 1/nS). Arrays broadcast over neurons: (1,) or (n,).
+    ``v_thresh`` is `CondLIF`'s ``V_th`` (spike when ``v > v_thresh``)."""
+
+    state_names: tuple[str, ...]
+    C: np.ndarray
+    g_L: np.ndarray
+    E_L: np.ndarray
+    E_exc: np.ndarray
+    E_inh: np.ndarray
+    I_e: np.ndarray
+    v_thresh: np.ndarray
+    v_reset: np.ndarray
+    dt_over_C: np.ndarray
+    decay_exc: np.ndarray
+    decay_inh: np.ndarray
+    hold_steps: np.ndarray  # steps after the spike step with the voltage held (R - 1)
+    dt_ms: float
+
+
+@dataclass
+class CondAdExStep(ConductanceStep):
+    """`CondAdEx`: `ConductanceStep` plus AdEx's parameters (names as in `AdExStep`); its
+    threshold is ``v >= v_peak`` (``v_thresh`` holds ``v_peak`` too)."""
+
+    V_T: np.ndarray = None  # type: ignore[assignment]
+    Delta_T: np.ndarray = None  # type: ignore[assignment]
+    a: np.ndarray = None  # type: ignore[assignment]
+    tau_w: np.ndarray = None  # type: ignore[assignment]
+    b: np.ndarray = None  # type: ignore[assignment]
+    v_peak: np.ndarray = None  # type: ignore[assignment]
+
+
+def cond_lif_voltage(xp, v, g_exc, g_inh, drive, p, dt_ms: float):
+    """One exponential-Euler step of `CondLIF`'s voltage; the one place its math is written,
+    called by every engine with its array module ``xp`` (numpy or torch).
+
+    The conductances ``g_exc``, ``g_inh`` (nS) are held at their step-start values, so that
+    over the step ``C dv/dt = g_tot (v_inf - v)`` is linear with constant coefficients and is
+    solved exactly: ``v' = v_inf + (v - v_inf) exp(-dt g_tot / C)``. ``drive``: the injected
+    current (pA, ``I_e`` + injected); ``p``: parameters under the `ConductanceStep` names.
+    (``dt_ms`` is carried in ``p["dt_over_C"]``; the argument keeps the engines' signature.)"""
+    g_tot = p["g_L"] + g_exc + g_inh
+    v_inf = (p["g_L"] * p["E_L"] + g_exc * p["E_exc"] + g_inh * p["E_inh"] + drive) / g_tot
+    return v_inf + (v - v_inf) * xp.exp(-(p["dt_over_C"] * g_tot))
+
+
+def cond_adex_euler(xp, v, w, g_exc, g_inh, drive, p, dt_ms: float):
+    """One forward-Euler step of `CondAdEx`'s (v, w): `adex_euler` with the synaptic current
+    ``g_exc (E_exc - v) + g_inh (E_inh - v)`` (pA) of the step-start state added to ``drive``."""
+    syn = g_exc * (p["E_exc"] - v) + g_inh * (p["E_inh"] - v)
+    return adex_euler(xp, v, w, syn + drive, p, dt_ms)
 
 
 def _col(value) -> np.ndarray:
@@ -229,8 +295,26 @@ def _adex_step(model: AdEx, population: str, dt_ms: float) -> AdExStep:
     )
 
 
+def _cond_step(model: CondLIF | CondAdEx, population: str, dt_ms: float) -> ConductanceStep:
+    C = _col(model.C_pF)
+    common = dict(
+        state_names=model.state_names, C=C, g_L=_col(model.g_L_nS), E_L=_col(model.E_L_mV),
+        E_exc=_col(model.E_exc_mV), E_inh=_col(model.E_inh_mV), I_e=_col(model.I_e_pA),
+        v_reset=_col(model.V_reset_mV), dt_over_C=dt_ms / C,
+        decay_exc=np.exp(-dt_ms / _col(model.tau_syn_exc_ms)),
+        decay_inh=np.exp(-dt_ms / _col(model.tau_syn_inh_ms)),
+        hold_steps=_refractory(model, population, dt_ms), dt_ms=dt_ms,
+    )
+    if isinstance(model, CondLIF):
+        return ConductanceStep(v_thresh=_col(model.V_th_mV), **common)
+    return CondAdExStep(
+        v_thresh=_col(model.V_peak_mV), V_T=_col(model.V_T_mV),
+        Delta_T=_col(model.Delta_T_mV), a=_col(model.a_nS), tau_w=_col(model.tau_w_ms),
+        b=_col(model.b_pA), v_peak=_col(model.V_peak_mV), **common)
+
+
 #: the step records `one_step` returns, one per family of update rule
-Step = LinearStep | IzhikevichStep | AdExStep
+Step = LinearStep | IzhikevichStep | AdExStep | ConductanceStep
 
 
 def one_step(model: NeuronModel, population: str, dt_ms: float) -> Step:
@@ -243,4 +327,6 @@ def one_step(model: NeuronModel, population: str, dt_ms: float) -> Step:
         return _izh_step(model, population, dt_ms)
     if isinstance(model, AdEx):
         return _adex_step(model, population, dt_ms)
+    if isinstance(model, (CondLIF, CondAdEx)):
+        return _cond_step(model, population, dt_ms)
     raise ValidationError("Population", population, "model", "has no update rule", model.kind)

@@ -70,6 +70,10 @@ from evospike.ir.nodes import PoissonSource, Population, SpikeTimesSource, State
 from evospike.realize import current_is_constant, initial_state
 from evospike.units import steps_of
 
+#: why the conductance-based models have no fixed-point form
+_NO_CONDUCTANCE = ("conductance synapses: Loihi 2 has no reversal-potential (conductance-based) "
+                   "synapse, its LIF adds current only")
+
 SIGN_MODES = ("excitatory", "inhibitory", "mixed")
 
 
@@ -357,7 +361,8 @@ def _as_cuba(net: Network, pop: Population, reasons: list[str]) -> _Float | None
         why = {"AdaptiveLIF": "adaptive thresholds have no Loihi LIF counterpart",
                "Izhikevich": "no Izhikevich neuron in Loihi's fixed-point LIF",
                "AdEx": "no exponential spike initiation or adaptation current in Loihi's "
-                       "fixed-point LIF"}.get(
+                       "fixed-point LIF",
+               "CondLIF": _NO_CONDUCTANCE, "CondAdEx": _NO_CONDUCTANCE}.get(
             m.kind, "only CubaLIF (and LIF that reduces to it) is carried")
         reasons.append(f"{label}: {m.kind} neurons ({why})")
         return None
@@ -476,14 +481,17 @@ def quantize_weights(target_units: np.ndarray, prof: FixedPointProfile, exp_floo
 #: Network fields the quantizer reads or refuses by name below
 _KNOWN_FIELDS = {"name", "dt_ms", "units", "populations", "sources", "projections", "currents",
                  "spike_monitors", "state_monitors", "weight_monitors", "plasticity",
-                 "processes"}
+                 "processes",
+                 # checked by the backends (schedule_refusals); notes with no dynamics
+                 "schedule", "metadata"}
 
 
 def _refusals_other(net: Network) -> list[str]:
     out = []
-    if net.units != "mV":  # the integer model's scales are chosen for millivolt neurons
+    # CubaLIF is unit-free (its scale is set by its threshold); the LIF reduction reads mV
+    if net.units != "mV" and any(type(p.model) is not CubaLIF for p in net.populations.values()):
         out.append(f"Network '{net.name}': units {net.units!r} (the fixed-point mode carries "
-                   "networks in mV only)")
+                   "networks in mV only, unless every population is CubaLIF)")
     for f in fields(net):  # node kinds added to the IR later are refused, never skipped
         value = getattr(net, f.name)
         if f.name not in _KNOWN_FIELDS and value:

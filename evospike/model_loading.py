@@ -14,15 +14,47 @@ from evospike.errors import EvoSpikeError
 from evospike.ir.network import Network
 
 
-def load_model(path: str | Path, dt_ms: float | None = None) -> Network:
+def parse_params(items: list[str] | None) -> dict[str, object]:
+    """``["scale=0.1", "state=SR"]`` (the CLI's ``--param``) -> ``{"scale": 0.1, "state": "SR"}``:
+    each value read as an int, a float, true/false, or else kept as text."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise EvoSpikeError(f"--param '{item}': expected NAME=VALUE, e.g. --param scale=0.1")
+        if name in out:
+            raise EvoSpikeError(f"--param '{name}' given twice")
+        out[name] = _value(text.strip())
+    return out
+
+
+def _value(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def load_model(path: str | Path, dt_ms: float | None = None,
+               params: dict[str, object] | None = None) -> Network:
     """The network of ``path``; ``dt_ms`` (if given) is passed to ``build(dt_ms=...)`` when the
-    function accepts it, and must otherwise equal the network's own time step."""
+    function accepts it, and must otherwise equal the network's own time step. ``params``:
+    keyword arguments of ``build()`` (the CLI's ``--param NAME=VALUE``), each of which it must
+    accept."""
     path = Path(path)
     if not path.exists():
         raise EvoSpikeError(f"model file '{path}' does not exist")
     if path.suffix == ".py":
-        net = _from_python(path, dt_ms)
+        net = _from_python(path, dt_ms, params or {})
     elif path.suffix in (".h5", ".hdf5"):
+        if params:
+            raise EvoSpikeError(f"--param {', '.join(params)}: model '{path}' is a saved network "
+                                "(parameters go to build() of a .py model)")
         net = Network.load(path)
     else:
         raise EvoSpikeError(f"model '{path}' must be a .py file defining build() or a saved "
@@ -33,7 +65,7 @@ def load_model(path: str | Path, dt_ms: float | None = None) -> Network:
     return net
 
 
-def _from_python(path: Path, dt_ms: float | None) -> Network:
+def _from_python(path: Path, dt_ms: float | None, given: dict[str, object]) -> Network:
     name = f"evospike_model_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -57,6 +89,15 @@ def _from_python(path: Path, dt_ms: float | None) -> Network:
     kwargs = {}
     if dt_ms is not None and "dt_ms" in params:
         kwargs["dt_ms"] = dt_ms
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    for name, value in given.items():
+        if name == "dt_ms":
+            raise EvoSpikeError("--param dt_ms: give the time step with --dt")
+        if name not in params and not takes_any:
+            accepted = [p for p in params if p != "dt_ms"]
+            raise EvoSpikeError(f"--param {name}: build() in '{path}' takes no parameter "
+                                f"'{name}' (it takes: {', '.join(accepted) or 'none'})")
+        kwargs[name] = value
     required = [p.name for p in params.values()
                 if p.default is p.empty and p.name not in kwargs
                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -84,6 +125,7 @@ def _describe(exc: BaseException) -> str:
 
 def describe_network(net: Network) -> str:
     lines = [f"network '{net.name}': dt {net.dt_ms} ms, units {net.units}, "
+             f"schedule {net.schedule}, "
              f"{net.n_neurons} neurons, {net.n_synapses} synapses"]
     for p in net.populations.values():
         lines.append(f"  population {p.name:<14} {p.size:>8} x {p.model.kind}")

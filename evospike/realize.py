@@ -42,6 +42,10 @@ def initial_state(pop: Population, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
+#: at most this many uniforms are held at once while drawing a PoissonSource's spikes
+DRAW_BLOCK_VALUES = 1 << 22
+
+
 def poisson_events(src: PoissonSource, seed: int, dt_ms: float, start_step: int,
                    n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Spikes of ``src`` in steps [start_step, start_step + n_steps): (steps, neurons), sorted by
@@ -60,12 +64,18 @@ def poisson_events(src: PoissonSource, seed: int, dt_ms: float, start_step: int,
     while chunk * POISSON_CHUNK_STEPS < stop_step:
         c0 = chunk * POISSON_CHUNK_STEPS
         rng = np.random.default_rng([seed, _key(src.name), 2, chunk])
-        draws = rng.random((POISSON_CHUNK_STEPS, src.size))
-        step_idx, neuron_idx = np.nonzero(draws < prob)
-        step_idx = step_idx + c0
-        keep = (step_idx >= max(start_step, first)) & (step_idx < min(stop_step, last))
-        steps_out.append(step_idx[keep])
-        neurons_out.append(neuron_idx[keep])
+        # the chunk's (steps, neurons) uniforms, drawn a block of rows at a time: the same
+        # stream in the same order as one draw, without holding the whole chunk (312,500
+        # sources x 1000 steps would be 2.5 GB); rows after the last step asked for are not drawn
+        rows = max(1, DRAW_BLOCK_VALUES // max(1, src.size))
+        wanted_rows = min(POISSON_CHUNK_STEPS, stop_step - c0)
+        for r0 in range(0, wanted_rows, rows):
+            draws = rng.random((min(rows, wanted_rows - r0), src.size))
+            step_idx, neuron_idx = np.nonzero(draws < prob)
+            step_idx = step_idx + (c0 + r0)
+            keep = (step_idx >= max(start_step, first)) & (step_idx < min(stop_step, last))
+            steps_out.append(step_idx[keep])
+            neurons_out.append(neuron_idx[keep])
         chunk += 1
     return np.concatenate(steps_out).astype(np.int64), np.concatenate(neurons_out).astype(np.int64)
 

@@ -9,6 +9,10 @@ Layout (format ``evospike-results``, version 1)::
     /traces/<monitor>     attrs: target, variable; datasets steps (S,), neurons (m,),
                           values (trials, S, m)
     /weights/<monitor>    attrs: projection; datasets steps (S,), values (trials, S, synapses)
+    /connectivity/<proj>  optional (`evospike.connectivity`): attrs pre, post, n_pre, n_post;
+                          datasets steps (S,), counts (trials, S), and for small projections
+                          pre (E,), post (E,), present (trials, S, E) bool
+    /alive/<population>   optional: datasets steps (S,), alive (trials, S, n) bool
 
 Times are stored as integer steps; ``time_ms = step * dt_ms``. A spike in step n is the
 threshold crossing during [n dt, (n+1) dt).
@@ -27,7 +31,9 @@ import h5py
 import numpy as np
 
 from evospike.atomic import atomic_h5, open_h5
+from evospike.connectivity import AliveData, ConnectivityData
 from evospike.errors import EvoSpikeError, ValidationError, first_bad
+from evospike.ir.timing import SCHEDULES
 
 FORMAT = "evospike-results"
 #: metadata entries that are dicts, stored as JSON strings
@@ -81,6 +87,12 @@ class RunMeta:
     def complete(self) -> bool:
         return bool(self.meta.get("complete", True))
 
+    @property
+    def schedule(self) -> str:
+        """The timing convention the run followed (`evospike.ir.timing`); results written
+        before it was recorded ran in EvoSpike's order: "evospike"."""
+        return str(self.meta.get("schedule", "evospike"))
+
 
 @dataclass
 class Results(RunMeta):
@@ -91,6 +103,10 @@ class Results(RunMeta):
     spikes_by_node: dict[str, SpikeData] = field(default_factory=dict)
     traces: dict[str, TraceData] = field(default_factory=dict)
     weights: dict[str, WeightData] = field(default_factory=dict)
+    #: which neurons the synapses connect, over the run (`evospike.connectivity`); empty in
+    #: files written before it was recorded, and on backends that do not record it
+    connectivity: dict[str, ConnectivityData] = field(default_factory=dict)
+    alive: dict[str, AliveData] = field(default_factory=dict)
 
     # ------------------------------------------------------------- accessors
     @property
@@ -144,6 +160,8 @@ class Results(RunMeta):
                                          t.values[k:k + 1])
         for name, w in self.weights.items():
             out.weights[name] = WeightData(w.projection, w.steps, w.values[k:k + 1])
+        out.connectivity = {n: c.trial(k) for n, c in self.connectivity.items()}
+        out.alive = {n: a.trial(k) for n, a in self.alive.items()}
         return out
 
     # ------------------------------------------------------------- HDF5
@@ -179,6 +197,7 @@ class Results(RunMeta):
                 s.attrs["projection"] = w.projection
                 s.create_dataset("steps", data=w.steps)
                 s.create_dataset("values", data=w.values)
+            _save_connectivity(f, self.connectivity, self.alive)
 
     @staticmethod
     def load(path: str | os.PathLike) -> Results:
@@ -195,9 +214,11 @@ class Results(RunMeta):
             f"({'complete' if self.complete else 'INCOMPLETE: interrupted'})",
             f"  backend {m.get('backend')} ({m.get('engine', '')}, {m.get('device', '')}, "
             f"{m.get('precision', '')}), dt {self.dt_ms} ms, {self.n_steps} steps "
-            f"= {self.duration_ms:g} ms, {self.n_trials} trial(s), seeds {m.get('seeds')}",
+            f"= {self.duration_ms:g} ms, {self.n_trials} trial(s), seeds {m.get('seeds')}, "
+            f"schedule {self.schedule}",
             f"  wall time {float(m.get('wall_time_s', 0.0)):.3f} s"
-            + (f", {m['threads']} CPU thread(s)" if "threads" in m else ""),
+            + (f", {m['threads']} CPU thread(s)" if "threads" in m else "")
+            + (f" ({m['threading']})" if "threading" in m else ""),
         ]
         for name, d in self.spikes_by_node.items():
             lines.append(f"  {name:<16} {d.size:>8} neurons  {d.step.size:>10} spikes  "
@@ -225,7 +246,7 @@ class Results(RunMeta):
 #: root attributes every results file has, and the text attributes it may have
 _REQUIRED_META = ("version", "dt_ms", "n_steps", "n_trials", "seeds")
 _TEXT_META = ("network", "backend", "engine", "engine_note", "device", "precision", "created",
-              "model")
+              "model", "schedule", "threading")
 
 
 def _plain(value: object) -> object:
@@ -303,6 +324,8 @@ class _FileReader:
         for key in _TEXT_META:
             if key in meta and not isinstance(meta[key], str):
                 self.fail(key, "must be text", meta[key])
+        if "schedule" in meta and meta["schedule"] not in SCHEDULES:
+            self.fail("schedule", f"must be one of {SCHEDULES}", meta["schedule"])
         return meta
 
     def _json(self, key: str, value: object) -> dict:
@@ -378,6 +401,56 @@ class _FileReader:
             self.fail(f"{where}/{key}", "must increase", first_bad(steps, bad))
         return steps
 
+    def connectivity(self, res: Results) -> None:
+        """The optional ``connectivity`` and ``alive`` groups (`evospike.connectivity`); a file
+        written before they existed has neither, and loads with none."""
+        n_trials, last = res.n_trials, max(res.n_steps, 1)
+        for key in ("connectivity", "alive"):
+            if key in self.f and not isinstance(self.f.get(key), h5py.Group):
+                self.fail(key, "must be a group")
+        for name, s in self.groups(self.f.get("connectivity") or {}, "connectivity/"):
+            where = f"connectivity/{name}"
+            pre_node, post_node = (self.text_attr(s, where, k) for k in ("pre", "post"))
+            sizes = []
+            for key in ("n_pre", "n_post"):
+                value = _plain(s.attrs.get(key))
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    self.fail(f"{where} attribute {key}", "must be a positive integer", value)
+                sizes.append(value)
+            steps = self.steps(s, where, "steps", last)
+            if steps.size == 0:
+                self.fail(f"{where}/steps", "must hold at least the first snapshot (step 0)")
+            counts = self.array(s, where, "counts", 2, "iu")
+            if counts.shape != (n_trials, steps.size):
+                self.fail(f"{where}/counts", f"must have shape (n_trials, snapshots) = "
+                                             f"{(n_trials, steps.size)}", f"shape {counts.shape}")
+            data = ConnectivityData(pre_node, post_node, sizes[0], sizes[1], steps, counts)
+            if "present" in s:
+                present = self.array(s, where, "present", 3, "b")
+                for key, size in (("pre", sizes[0]), ("post", sizes[1])):
+                    idx = self.array(s, where, key, 1, "iu")
+                    bad = (idx < 0) | (idx >= size)
+                    if bad.any():
+                        self.fail(f"{where}/{key}", f"must lie in [0, {size})",
+                                  first_bad(idx, bad))
+                    setattr(data, key, idx)
+                shape = (n_trials, steps.size, data.pre.size)
+                if data.post.size != data.pre.size or present.shape != shape:
+                    self.fail(f"{where}/present", f"must have shape (n_trials, snapshots, "
+                                                  f"pairs) = {shape}, with as many post as pre",
+                              f"shape {present.shape}, {data.post.size} post")
+                data.present = present
+            res.connectivity[name] = data
+        for name, s in self.groups(self.f.get("alive") or {}, "alive/"):
+            where = f"alive/{name}"
+            steps = self.steps(s, where, "steps", last)
+            alive = self.array(s, where, "alive", 3, "b")
+            if alive.shape[:2] != (n_trials, steps.size):
+                self.fail(f"{where}/alive", f"must have shape (n_trials, snapshots, neurons) = "
+                                            f"({n_trials}, {steps.size}, ...)",
+                          f"shape {alive.shape}")
+            res.alive[name] = AliveData(steps, alive)
+
     # ------------------------------------------------------------- the whole file
     def results(self) -> Results:
         res = Results(self.meta())
@@ -440,4 +513,29 @@ class _FileReader:
                                              f"= ({n_trials}, {steps.size}, ...)",
                           f"shape {values.shape}")
             res.weights[name] = WeightData(projection, steps, values)
+        self.connectivity(res)
         return res
+
+
+def _save_connectivity(f: h5py.File, connectivity: dict[str, ConnectivityData],
+                       alive: dict[str, AliveData]) -> None:
+    """The optional groups, written only when there is something in them."""
+    if connectivity:
+        g = f.create_group("connectivity")
+        for name, c in connectivity.items():
+            s = g.create_group(name)
+            s.attrs.update(pre=c.pre_node, post=c.post_node, n_pre=c.n_pre, n_post=c.n_post)
+            s.create_dataset("steps", data=np.asarray(c.steps, np.int64))
+            s.create_dataset("counts", data=np.asarray(c.counts, np.int64))
+            if c.present is not None:
+                s.create_dataset("pre", data=np.asarray(c.pre, np.int32))
+                s.create_dataset("post", data=np.asarray(c.post, np.int32))
+                s.create_dataset("present", data=np.asarray(c.present, bool),
+                                 compression="gzip", compression_opts=1)
+    if alive:
+        g = f.create_group("alive")
+        for name, a in alive.items():
+            s = g.create_group(name)
+            s.create_dataset("steps", data=np.asarray(a.steps, np.int64))
+            s.create_dataset("alive", data=np.asarray(a.alive, bool), compression="gzip",
+                             compression_opts=1)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import evospike
+from evospike.connectivity import ConnectivityLog
 from evospike.errors import ValidationError
 from evospike.results import Results, SpikeData, TraceData, WeightData
 from evospike.units import steps_of
@@ -182,7 +183,7 @@ class ResultsBuilder:
     def __init__(self, network: str, backend: str, *, engine: str, engine_note: str,
                  device: str, precision: str, dt_ms: float, n_steps: int, seeds: Sequence[int],
                  wall_time_s: float, complete: bool, versions: Mapping[str, str],
-                 units: str = "mV", **extra: object):
+                 units: str = "mV", schedule: str = "evospike", **extra: object):
         n_steps = int(n_steps)
         self.n_steps = n_steps
         self.n_trials = len(seeds)
@@ -191,7 +192,8 @@ class ResultsBuilder:
         self.meta: dict = {
             "network": network, "backend": backend, "engine": engine,
             "engine_note": engine_note, "device": device, "precision": precision,
-            "units": str(units), "dt_ms": float(dt_ms), "n_steps": n_steps,
+            "units": str(units), "schedule": str(schedule), "dt_ms": float(dt_ms),
+            "n_steps": n_steps,
             "duration_ms": n_steps * float(dt_ms),
             "seeds": np.asarray(seeds, dtype=np.int64), "n_trials": self.n_trials,
             "wall_time_s": float(wall_time_s), "complete": bool(complete),
@@ -250,6 +252,12 @@ class ResultsBuilder:
         """Weight snapshots: ``values`` is (trials, snapshots, synapses)."""
         steps, values = self._within_run(steps, values)
         self.results.weights[name] = WeightData(projection, steps, values)
+
+    def connectivity(self, log: ConnectivityLog) -> None:
+        """Which neurons the synapses connect, from the snapshots a backend took (those
+        within the steps run; `evospike.connectivity`)."""
+        self.results.connectivity = log.connectivity(self.n_steps)
+        self.results.alive = log.alive(self.n_steps)
 
     def stacked(self, samples: Sequence[np.ndarray], width: int,
                 dtype: type | None = None) -> np.ndarray:

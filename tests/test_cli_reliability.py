@@ -395,7 +395,7 @@ def test_negative_looking_values_get_our_message(argv, fragment, model, tmp_path
     (["--reference-seeds", "1"], "--reference-seeds must be at least 2 (got 1)"),
     (["--seed", "-3"], "(got --seed -3)"),
     (["--seed", str(MAX_SEED - 2)], f"(got --seed {MAX_SEED - 2})"),
-    (["--against", "nest"], "unknown backend 'nest'"),
+    (["--against", "genn"], "unknown backend 'genn'"),
     (["--against", "torch"], "candidate and reference are the same"),
     (["--device", "meta"], "--device 'meta'"),
     (["--threads", "0"], "--threads must be at least 1"),

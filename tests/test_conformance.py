@@ -108,7 +108,7 @@ def test_command_prints_and_writes_the_matrix(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--backends", "nest"], "unknown backend 'nest'"),
+    (["--backends", "genn"], "unknown backend 'genn'"),
     (["--specs", "nope"], "unknown spec 'nope'"),
 ])
 def test_command_refuses_unknown_names(argv, match, capsys):

@@ -115,8 +115,10 @@ CASES = [
                  id="proj-indptr-length"),
     pytest.param(lambda: _proj(indices=np.where(np.arange(120) == 7, 25, 0)),
                  "a->b", "indices", "25", id="proj-index-out-of-range"),
-    pytest.param(lambda: _proj(delays=_delays_with(3, 0)), "a->b", "delays", "0",
-                 id="proj-delay-0"),
+    # (a delay of 0 is refused when the projection joins a network whose schedule is
+    # "evospike": tests/test_timing_convention.py)
+    pytest.param(lambda: _proj(delays=_delays_with(3, -1)), "a->b", "delays", "-1",
+                 id="proj-delay-negative"),
     pytest.param(lambda: _proj(delays=_delays_with(3, 1.5)), "a->b", "delays", "1.5",
                  id="proj-delay-fractional"),
     pytest.param(lambda: _proj(weights=np.where(np.arange(120) == 9, np.inf, 1.0)),

@@ -128,7 +128,7 @@ def test_cli_trials_and_saved_network(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "missing.py"], "model file 'missing.py' does not exist"),
-    (["run", "EXAMPLE", "--backend", "nest"], "unknown backend 'nest'"),
+    (["run", "EXAMPLE", "--backend", "genn"], "unknown backend 'genn'"),
     (["run", "EXAMPLE", "--duration=-5ms"], "--duration"),
     (["run", "EXAMPLE", "--dt", "0.25ms"], "dt"),
     (["run", "EXAMPLE", "--device", "cuda:7"], "cuda"),

@@ -31,6 +31,7 @@ import numpy as np
 from evospike.errors import UnsupportedError
 from evospike.ir.apoptosis import Apoptosis
 
+from .names import object_name
 from .registry import NODE_BUILDERS
 from .schedule import order_of
 
@@ -131,9 +132,10 @@ def apoptosis_objects(b2, group, em, node: Apoptosis, net) -> list:
     states = net.populations[node.population].model.state_names
     code = "\n".join(f"{s} = alive_apo * {s} + (1 - alive_apo) * {s}_apo_frozen"
                      for s in states)
-    return [group.run_regularly(code, when="thresholds", order=-1),
+    name = object_name("proc", net, node.name)
+    return [group.run_regularly(code, when="thresholds", order=-1, name=f"{name}_freeze"),
             group.run_regularly(evaluation_code(node, net), when="end",
-                                order=order_of(net, node.name, 0))]
+                                order=order_of(net, node.name, 0), name=f"{name}_evaluate")]
 
 
 @NODE_BUILDERS.register(Apoptosis, population_hook=(apoptosis_edit, apoptosis_objects))
@@ -146,12 +148,12 @@ def build_apoptosis(b2, node: Apoptosis, net, built) -> object:
     if reason is not None:
         raise UnsupportedError("brian2", [reason])
     n = net.populations[node.population].size
-    k = len(built.processes)
+    name = object_name("proc", net, node.name)
     group = built.groups[node.population]
     # the states, under their IR names, for the monitors and for processes reading survival
     record = b2.NeuronGroup(n, "\n".join(f"{v} : 1 (linked)" for v in node.state_names
                                          if v != "births") + "\nbirths : 1",
-                            dt=net.dt_ms * b2.ms, name=f"apoptosis_{k}")
+                            clock=built.clock, name=name)
     for v in ("survival", "health", "alive", "deaths"):
         setattr(record, v, b2.linked_var(group, f"{v}_apo"))
 
@@ -173,8 +175,8 @@ def build_apoptosis(b2, node: Apoptosis, net, built) -> object:
                 w[mask] = 0.0
                 syn.variables["w"].set_value(w)
 
-    op = b2.NetworkOperation(remove_synapses, dt=net.dt_ms * b2.ms, when="end",
-                             order=order_of(net, node.name, 1), name=f"x_apoptosis_{k}")
+    op = b2.NetworkOperation(remove_synapses, clock=built.clock, when="end",
+                             order=order_of(net, node.name, 1), name=f"{name}_remove_synapses")
     built.network.add(record, op)
     built.processes[node.name] = record
     return record

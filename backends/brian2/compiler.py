@@ -13,7 +13,7 @@ import numpy as np
 from evospike.errors import UnsupportedError
 from evospike.ir.memory import MemoryTiers
 from evospike.ir.network import Network
-from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CondAdEx, CondLIF, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CurrentInput,
     PoissonInput,
@@ -26,6 +26,7 @@ from evospike.ir.nodes import (
     WeightMonitor,
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
+from evospike.ir.timing import brian2_schedule_refusals
 from evospike.realize import (
     POISSON_CHUNK_STEPS,
     initial_state,
@@ -38,6 +39,7 @@ from . import apoptosis, energy_budget, gating, structural  # noqa: F401
 from .equations import EmittedModel, emit, unsupported_reason
 from .memory import monitored_variable as tiers_monitored_variable
 from .memory import tiers_model, tiers_objects, tiers_of
+from .names import clock_for, object_name
 from .processes import add_homeostasis, homeostasis_code, plastic_synapse_code, scaling_code
 from .registry import DEFAULT_PHASE, NODE_BUILDERS
 from .schedule import order_of, record_order
@@ -85,19 +87,10 @@ def _unit(b2, name: str):
     return {"ms": b2.ms, "mV": b2.mV, "": 1}[name]
 
 
-def object_name(kind: str, net: Network, node: str) -> str:
-    """The Brian2 name of a node's object: the same in every trial. Brian2 names the arrays in
-    the code it generates after their owner, and its Cython cache is keyed by that code, so
-    automatic names (``neurongroup_1``, ``neurongroup_2``, ... for trials built side by side)
-    would compile every trial's code again (minutes per trial for CUBA)."""
-    table = {"pop": net.populations, "src": net.sources, "proj": net.projections}
-    return f"evospike_{kind}{list(table[kind]).index(node)}"
-
-
 # the neuron models `equations.emit` writes; currents and monitors are the runner's and
 # build_population's; a rule is built with its projection (build_projection), as are memory
 # tiers (backends/brian2/memory.py)
-NODE_BUILDERS.carry(LIF, AdaptiveLIF, CubaLIF, Izhikevich, AdEx)
+NODE_BUILDERS.carry(LIF, AdaptiveLIF, CubaLIF, Izhikevich, AdEx, CondLIF, CondAdEx)
 NODE_BUILDERS.carry(CurrentInput, SpikeMonitor, StateMonitor, WeightMonitor)
 NODE_BUILDERS.carry(STDP, RewardModulatedSTDP, MemoryTiers)
 # TerminalAttractorPruning has no builder: refused by name (`refusals`)
@@ -145,9 +138,11 @@ def build_population(b2, pop: Population, net: Network, built: Built) -> None:
         # the table itself is handed over at each run (it covers the steps run so far)
         table = f"_evospike_current_{len(built.table_names)}"
         built.table_names[pop.name] = table
-        objects.append(group.run_regularly(f"i_ext = i_const + {table}(t, i)", when="start"))
+        objects.append(group.run_regularly(f"i_ext = i_const + {table}(t, i)", when="start",
+                                           name=object_name("pop", net, pop.name, "currents")))
     if em.step_code:
-        objects.append(group.run_regularly(em.step_code, when="groups", order=1))
+        objects.append(group.run_regularly(em.step_code, when="groups", order=1,
+                                           name=object_name("pop", net, pop.name, "step")))
     for node, (_, make_objects) in hooked:
         objects += make_objects(b2, group, em, node, net)
     built.groups[pop.name] = group
@@ -174,9 +169,11 @@ _CHANNEL_LINE = re.compile(r"(\w+)_post \+= w( \* int\(not_refractory_post\))?")
 
 @NODE_BUILDERS.register(PoissonInput)
 def build_poisson_input(b2, inp: PoissonInput, net: Network, built: Built) -> None:
-    """A NetworkOperation in the synapses' slot (``before_thresholds``) that adds the step's
-    counts x weight to the states the channel's on_pre code adds a synaptic weight to, gated
-    alike; the counts are EvoSpike's keyed draws (`realize.poisson_input_counts`)."""
+    """A NetworkOperation in the synapses' slot (``before_thresholds`` under schedule
+    "evospike", Brian2's ``synapses`` under "brian2", the default slot of Brian2's own
+    PoissonInput) that adds the step's counts x weight to the states the channel's on_pre code
+    adds a synaptic weight to, gated alike; the counts are EvoSpike's keyed draws
+    (`realize.poisson_input_counts`)."""
     if not isinstance(b2.get_device(), b2.devices.RuntimeDevice):
         raise UnsupportedError("brian2", [f"PoissonInput '{inp.name}': carried by the runtime "
                                           "targets (cython, numpy) only, not C++ standalone"])
@@ -209,8 +206,9 @@ def build_poisson_input(b2, inp: PoissonInput, net: Network, built: Built) -> No
             else:
                 values += drive * scale
 
-    built.network.add(b2.NetworkOperation(add_events, clock=built.clock,
-                                          when="before_thresholds"))
+    built.network.add(b2.NetworkOperation(
+        add_events, clock=built.clock, name=object_name("input", net, inp.name),
+        when="synapses" if net.schedule == "brian2" else "before_thresholds"))
 
 
 @NODE_BUILDERS.register(Projection)
@@ -252,25 +250,37 @@ def build_projection(b2, proj: Projection, net: Network, built: Built) -> None:
             setattr(syn, f"{parameter.removesuffix('_ms')}_dyn",
                     b2.linked_var(built.processes[meta.name], "value", index="mod_index"))
         if update is not None:
-            built.network.add(syn.run_regularly(update, when="end", order=order_of(net, rule.name)))
+            built.network.add(syn.run_regularly(update, when="end", order=order_of(net, rule.name),
+                                                name=object_name("proj", net, proj.name, "update")))
         if tiers is not None:  # memory tiers (backends/brian2/memory.py)
             built.network.add(*tiers_objects(b2, syn, tiers, rule, net, built, in_volts))
     for h in scaling:
+        scale_name = object_name("proc", net, h.name,
+                                 f"scaling{list(net.projections).index(proj.name)}")
         built.network.add(syn.run_regularly(scaling_code(h, net.dt_ms, rule),
-                                            dt=h.every_steps * net.dt_ms * b2.ms, when="end",
-                                            order=order_of(net, h.name, 0)))
-    # EvoSpike applies events after integration and before the threshold of their arrival step.
-    # Brian2's pathway, moved to that slot, sees the spikes of the previous step: one step of
-    # the delay is spent there.
-    syn.pre.when = "before_thresholds"
-    syn.delay = (proj.delays.astype(float) - 1.0) * net.dt_ms * b2.ms
+                                            clock=clock_for(b2, scale_name,
+                                                            h.every_steps * net.dt_ms * b2.ms,
+                                                            built.clock),
+                                            when="end", order=order_of(net, h.name, 0),
+                                            name=scale_name))
+    if net.schedule == "brian2":
+        # Brian2's own schedule (evospike.ir.timing): the pathway untouched, in the synapses
+        # slot after the thresholds, delivering a delay of D steps as D * dt
+        syn.delay = proj.delays.astype(float) * net.dt_ms * b2.ms
+    else:
+        # EvoSpike applies events after integration and before the threshold of their arrival
+        # step. Brian2's pathway, moved to that slot, sees the spikes of the previous step: one
+        # step of the delay is spent there.
+        syn.pre.when = "before_thresholds"
+        syn.delay = (proj.delays.astype(float) - 1.0) * net.dt_ms * b2.ms
     built.synapses[proj.name] = syn
     built.network.add(syn)
 
 
 def _homeostasis_objects(b2, group, em, node: Homeostasis, net: Network) -> list:
     code = homeostasis_code(node, net.dt_ms, em.state_units.get("v") == "mV")
-    return [group.run_regularly(code, when="end", order=order_of(net, node.name, 1))]
+    return [group.run_regularly(code, when="end", order=order_of(net, node.name, 1),
+                                name=object_name("proc", net, node.name))]
 
 
 # homeostasis lives in its population's equations (no builder of its own)
@@ -280,7 +290,7 @@ NODE_BUILDERS.carry(Homeostasis, population_hook=(
 
 def refusals(net: Network) -> list[str]:
     """Every node the Brian2 backend cannot carry, with the reason (empty: it runs)."""
-    out = NODE_BUILDERS.refusals(net)
+    out = NODE_BUILDERS.refusals(net) + brian2_schedule_refusals(net)
     for pop in net.populations.values():
         if not NODE_BUILDERS.carries(pop.model):
             continue  # refused by name above
@@ -330,19 +340,19 @@ def build_trial(b2, net: Network, seed: int) -> Built:
     for mon in net.spike_monitors:
         group = built.groups.get(mon.target) or built.sources[mon.target]
         built.spike_monitors[mon.target] = b2.SpikeMonitor(group, name=f"{group.name}_spikes")
-    for k, (name, mon) in enumerate(net.state_monitors.items()):
+    for name, mon in net.state_monitors.items():
         group, variable, unit = _monitored(net, built, mon)
         built.trace_vars[name] = (variable, unit)
+        monitor = object_name("trace", net, name)
         built.state_monitors[name] = b2.StateMonitor(
-            group, variable, record=mon.neurons.astype(np.int64),
-            name=f"evospike_trace{k}",
-            clock=_sample_clock(b2, built, mon.every_steps, f"evospike_trace{k}"),
+            group, variable, record=mon.neurons.astype(np.int64), name=monitor,
+            clock=_sample_clock(b2, built, mon.every_steps, monitor),
             when="end", order=record_order(net))
-    for k, (name, mon) in enumerate(net.weight_monitors.items()):
+    for name, mon in net.weight_monitors.items():
+        monitor = object_name("weights", net, name)
         built.weight_monitors[name] = b2.StateMonitor(
-            built.synapses[mon.projection], "w", record=True,
-            clock=_sample_clock(b2, built, mon.every_steps, f"evospike_weights{k}"),
-            name=f"evospike_weights{k}",
+            built.synapses[mon.projection], "w", record=True, name=monitor,
+            clock=_sample_clock(b2, built, mon.every_steps, monitor),
             when="end", order=record_order(net))
     built.network.add(*built.spike_monitors.values(), *built.state_monitors.values(),
                       *built.weight_monitors.values())

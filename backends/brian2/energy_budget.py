@@ -19,6 +19,7 @@ from evospike.ir.energy_budget import EnergyBudget, GlobalEnergyBudget, spike_co
 from evospike.kernels import energy as kernels
 
 from .gating import add_fire_mask, require_runtime, spike_counter, take_counts
+from .names import object_name
 from .registry import NODE_BUILDERS
 from .schedule import order_of
 
@@ -57,7 +58,8 @@ def build_energy(b2, node: EnergyBudget, net, built) -> object:
     group.energy_ok = 1.0
     if _in_global(node, net):
         group.global_energy_ok = 1.0
-    counter = spike_counter(b2, net, built, node.population)
+    name = object_name("proc", net, node.name)
+    counter = spike_counter(b2, net, built, node.population, f"{name}_counter")
 
     def update():
         out = kernels.budget_step(
@@ -71,8 +73,9 @@ def build_energy(b2, node: EnergyBudget, net, built) -> object:
         group.spent_pj[:] = out.spent
         group.energy_ok[:] = out.allowed.astype(np.float64)
 
-    built.network.add(b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
-                                          order=order_of(net, node.name)))
+    built.network.add(b2.NetworkOperation(update, clock=built.clock, when="end",
+                                          order=order_of(net, node.name),
+                                          name=f"{name}_update"))
     built.processes[node.name] = group
     return group
 
@@ -80,14 +83,14 @@ def build_energy(b2, node: EnergyBudget, net, built) -> object:
 @NODE_BUILDERS.register(GlobalEnergyBudget, phase=40)
 def build_global_energy(b2, node: GlobalEnergyBudget, net, built) -> object:
     require_runtime(b2, node)
-    group = b2.NeuronGroup(1, "energy_pj : 1\nspent_pj : 1", dt=net.dt_ms * b2.ms,
-                           name=f"global_energy_{len(built.processes)}")
+    name = object_name("proc", net, node.name)
+    group = b2.NeuronGroup(1, "energy_pj : 1\nspent_pj : 1", clock=built.clock, name=name)
     group.energy_pj = node.capacity_pj * node.initial_fraction
     members = []
-    for budget in node.budgets:
+    for k, budget in enumerate(node.budgets):
         b = net.processes[budget]
         members.append((built.groups[b.population], spike_costs_pj(net, b.population, b.profile),
-                        spike_counter(b2, net, built, b.population)))
+                        spike_counter(b2, net, built, b.population, f"{name}_counter{k}")))
     recharge = node.recharge_pj_per_ms * net.dt_ms
 
     def update():
@@ -102,7 +105,8 @@ def build_global_energy(b2, node: GlobalEnergyBudget, net, built) -> object:
         for pop_group, cost, _ in members:
             pop_group.global_energy_ok[:] = kernels.global_mask(energy, cost).astype(np.float64)
 
-    built.network.add(group, b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
-                                                 order=order_of(net, node.name)))
+    built.network.add(group, b2.NetworkOperation(update, clock=built.clock, when="end",
+                                                 order=order_of(net, node.name),
+                                                 name=f"{name}_update"))
     built.processes[node.name] = group
     return group

@@ -8,6 +8,10 @@ The emitted model follows `evospike.dynamics` step for step:
 - Izhikevich's (v, u) with ``euler`` and its synaptic currents decayed exactly every step;
 - AdEx's (v, w) likewise with ``euler`` (the exponent clamped at the spike cut with ``clip``),
   its currents in pA carried as volt (the same numbers, as Izhikevich's are);
+- CondLIF's v with ``exponential_euler`` (the conductances held at their step-start values,
+  as `evospike.dynamics.cond_lif_voltage`), its conductances decayed exactly by the same method;
+  CondAdEx's (v, w) with ``euler`` and its conductances decayed exactly every step; the
+  conductances (nS) carried as volt, the same numbers;
 - refractoriness through Brian2's own ``refractory`` (v held; fire again ``tau_refrac`` after
   the last spike).
 """
@@ -18,7 +22,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich, NeuronModel
+from evospike.ir.neurons import (
+    LIF,
+    AdaptiveLIF,
+    AdEx,
+    CondAdEx,
+    CondLIF,
+    CubaLIF,
+    Izhikevich,
+    NeuronModel,
+)
 
 
 @dataclass
@@ -169,6 +182,72 @@ def emit_adex(model: AdEx) -> EmittedModel:
                                       "v": f"v_post += w{v_gate}"})
 
 
+def _cond_syn_terms() -> str:
+    # g_exc, g_inh hold nS numbers as volt (the backend's "weights in volt" path), so
+    # g * (E - v) / mV is the synaptic current in pA as volt, like every term of these equations
+    return "g_exc * (E_exc - v) / mV + g_inh * (E_inh - v) / mV"
+
+
+def emit_cond_lif(model: CondLIF) -> EmittedModel:
+    """CondLIF with ``exponential_euler``: Brian2 solves each step ``dv/dt = A v + B`` with A, B
+    from the step-start state, ``v' = -B/A + (v + B/A) exp(A dt)``, which is
+    `evospike.dynamics.cond_lif_voltage`; the conductances' linear decay it solves exactly."""
+    refractory = _refractory(model)
+    unless = " (unless refractory)" if refractory else ""
+    eqs = [
+        f"dv/dt = (g_L * (E_L - v) + {_cond_syn_terms()} + I_e + i_ext) / (C * ms)"
+        f" : volt{unless}",
+        "dg_exc/dt = -g_exc / tau_syn_exc : volt",
+        "dg_inh/dt = -g_inh / tau_syn_inh : volt",
+        "i_ext : volt",
+        "i_const : volt (constant)",
+    ]
+    params = {"C": (model.C_pF, ""), "g_L": (model.g_L_nS, ""), "E_L": (model.E_L_mV, "mV"),
+              "E_exc": (model.E_exc_mV, "mV"), "E_inh": (model.E_inh_mV, "mV"),
+              "v_thresh": (model.V_th_mV, "mV"), "v_reset": (model.V_reset_mV, "mV"),
+              "tau_syn_exc": (model.tau_syn_exc_ms, "ms"),
+              "tau_syn_inh": (model.tau_syn_inh_ms, "ms"), "I_e": (model.I_e_pA, "mV"),
+              "tau_refrac": (model.tau_refrac_ms, "ms")}
+    eqs += [f"{name} : {'second' if unit == 'ms' else 'volt' if unit == 'mV' else '1'}"
+            " (constant)" for name, (_, unit) in params.items()]
+    return EmittedModel("\n".join(eqs), "v > v_thresh", "v = v_reset", "exponential_euler",
+                        params, {"v": "mV", "g_exc": "mV", "g_inh": "mV"}, refractory,
+                        channel_code={"exc": "g_exc_post += w", "inh": "g_inh_post += w"})
+
+
+def emit_cond_adex(model: CondAdEx) -> EmittedModel:
+    """CondAdEx: `emit_adex`'s equations with the conductance current, ``euler``; the
+    conductances decay exactly after integration (``step_code``, with Brian2's own ``dt``)."""
+    refractory = _refractory(model)
+    unless = " (unless refractory)" if refractory else ""
+    eqs = [
+        "dv/dt = (g_L * (E_L - v) + g_L * Delta_T * exp((clip(v, -inf * mV, v_peak) - V_T)"
+        f" / Delta_T) - w_adapt + {_cond_syn_terms()} + I_e + i_ext) / (C * ms)"
+        f" : volt{unless}",
+        "dw_adapt/dt = (a * (v - E_L) - w_adapt) / tau_w : volt",
+        "g_exc : volt",
+        "g_inh : volt",
+        "i_ext : volt",
+        "i_const : volt (constant)",
+    ]
+    params = {"C": (model.C_pF, ""), "g_L": (model.g_L_nS, ""), "E_L": (model.E_L_mV, "mV"),
+              "V_T": (model.V_T_mV, "mV"), "Delta_T": (model.Delta_T_mV, "mV"),
+              "a": (model.a_nS, ""), "tau_w": (model.tau_w_ms, "ms"), "b": (model.b_pA, "mV"),
+              "v_reset": (model.V_reset_mV, "mV"), "v_peak": (model.V_peak_mV, "mV"),
+              "E_exc": (model.E_exc_mV, "mV"), "E_inh": (model.E_inh_mV, "mV"),
+              "tau_syn_exc": (model.tau_syn_exc_ms, "ms"),
+              "tau_syn_inh": (model.tau_syn_inh_ms, "ms"),
+              "I_e": (model.I_e_pA, "mV"), "tau_refrac": (model.tau_refrac_ms, "ms")}
+    eqs += [f"{name} : {'second' if unit == 'ms' else 'volt' if unit == 'mV' else '1'}"
+            " (constant)" for name, (_, unit) in params.items()]
+    units = {"v": "mV", "w_adapt": "mV", "g_exc": "mV", "g_inh": "mV"}
+    return EmittedModel("\n".join(eqs), "v >= v_peak", "v = v_reset\nw_adapt = w_adapt + b",
+                        "euler", params, units, refractory,
+                        step_code="g_exc = g_exc * exp(-dt / tau_syn_exc)\n"
+                                  "g_inh = g_inh * exp(-dt / tau_syn_inh)",
+                        channel_code={"exc": "g_exc_post += w", "inh": "g_inh_post += w"})
+
+
 def emit(model: NeuronModel, units: str = "mV") -> EmittedModel:
     """The Brian2 form of ``model`` in a network of unit system ``units`` (`Network.units`:
     the IR refuses there a model other than LIF or CubaLIF in ``"dimensionless"``)."""
@@ -180,6 +259,10 @@ def emit(model: NeuronModel, units: str = "mV") -> EmittedModel:
         return emit_izhikevich(model)
     if isinstance(model, AdEx):
         return emit_adex(model)
+    if isinstance(model, CondLIF):
+        return emit_cond_lif(model)
+    if isinstance(model, CondAdEx):
+        return emit_cond_adex(model)
     raise TypeError(model.kind)
 
 

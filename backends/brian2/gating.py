@@ -45,6 +45,7 @@ from evospike.ir.gating import (
 )
 from evospike.kernels import gating as kernels
 
+from .names import object_name
 from .registry import NODE_BUILDERS
 from .schedule import order_of
 
@@ -64,11 +65,14 @@ def add_integrate_mask(em, mask: str, tag: str, states: tuple[str, ...]) -> None
                        for ch, code in em.channel_code.items()}
 
 
-def integrate_mask_objects(group, mask: str, tag: str, states: tuple[str, ...]) -> list:
+def integrate_mask_objects(group, mask: str, tag: str, states: tuple[str, ...],
+                           name: str) -> list:
+    """Save the states before the state update and restore the masked ones after it
+    (objects ``<name>_save`` and ``<name>_restore``)."""
     save = "\n".join(f"{s}_held_{tag} = {s}" for s in states)
     restore = "\n".join(f"{s} = {mask} * {s} + (1 - {mask}) * {s}_held_{tag}" for s in states)
-    return [group.run_regularly(save, when="before_groups"),
-            group.run_regularly(restore, when="after_groups")]
+    return [group.run_regularly(save, when="before_groups", name=f"{name}_save"),
+            group.run_regularly(restore, when="after_groups", name=f"{name}_restore")]
 
 
 def add_fire_mask(em, mask: str) -> None:
@@ -84,14 +88,15 @@ def require_runtime(b2, node) -> None:
             "C++ standalone cannot run (use the cython or numpy target)"])
 
 
-def spike_counter(b2, net, built, node_name: str):
+def spike_counter(b2, net, built, node_name: str, name: str):
     """A group of one counter per neuron of ``node_name`` (population or source), raised by
-    its spikes during the step; the caller reads and clears it at the end of the step."""
-    dt = net.dt_ms * b2.ms
+    its spikes during the step; the caller reads and clears it at the end of the step. The
+    group is named ``name``, its synapses ``<name>_in``."""
     source = built.groups.get(node_name) or built.sources[node_name]
     n = net.size_of(node_name)
-    counter = b2.NeuronGroup(n, "cnt : 1", dt=dt)
-    syn = b2.Synapses(source, counter, on_pre="cnt_post += 1", dt=dt)
+    counter = b2.NeuronGroup(n, "cnt : 1", clock=built.clock, name=name)
+    syn = b2.Synapses(source, counter, on_pre="cnt_post += 1", clock=built.clock,
+                      name=f"{name}_in")
     syn.connect(j="i")
     built.network.add(counter, syn)
     return counter
@@ -118,7 +123,8 @@ def gate_edit(em, node: EpigeneticGate, net) -> None:
 
 
 def gate_objects(b2, group, em, node: EpigeneticGate, net) -> list:
-    return integrate_mask_objects(group, "open", "gate", _states(net, node.population))
+    return integrate_mask_objects(group, "open", "gate", _states(net, node.population),
+                                  object_name("proc", net, node.name, "mask"))
 
 
 @NODE_BUILDERS.register(EpigeneticGate, phase=30, population_hook=(gate_edit, gate_objects))
@@ -129,7 +135,8 @@ def build_gate(b2, node: EpigeneticGate, net, built) -> object:
     group.gate = p["initial_gate"]
     group.open = 1.0
     group.activation_ratio = 1.0
-    counter = spike_counter(b2, net, built, node.source)
+    name = object_name("proc", net, node.name)
+    counter = spike_counter(b2, net, built, node.source, f"{name}_counter")
     w_t = p["w_context"].T.copy()
     a = float(np.exp(-net.dt_ms / node.tau_context_ms))
     d = float(np.exp(-net.dt_ms / node.tau_ms))
@@ -161,9 +168,8 @@ def build_gate(b2, node: EpigeneticGate, net, built) -> object:
         group.open[:] = is_open.astype(np.float64)
         group.activation_ratio[:] = kernels.activation_ratio(is_open, gate)
 
-    op = b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
-                             order=order_of(net, node.name),
-                             name=f"y_gate_{len(built.processes)}")
+    op = b2.NetworkOperation(update, clock=built.clock, when="end",
+                             order=order_of(net, node.name), name=f"{name}_update")
     built.network.add(op)
     built.processes[node.name] = group
     return group
@@ -177,7 +183,8 @@ def participation_edit(em, node: NeuromodulatedParticipation, net) -> None:
 
 def participation_objects(b2, group, em, node: NeuromodulatedParticipation, net) -> list:
     return integrate_mask_objects(group, "participating", "part",
-                                  _states(net, node.population))
+                                  _states(net, node.population),
+                                  object_name("proc", net, node.name, "mask"))
 
 
 @NODE_BUILDERS.register(NeuromodulatedParticipation, phase=30,
@@ -204,8 +211,9 @@ def build_participation(b2, node: NeuromodulatedParticipation, net, built) -> ob
         group.participating[:] = kernels.participating(u, fraction).astype(np.float64)
         group.fraction[:] = fraction
 
-    op = b2.NetworkOperation(update, dt=net.dt_ms * b2.ms, when="end",
-                             order=order_of(net, node.name))
+    op = b2.NetworkOperation(update, clock=built.clock, when="end",
+                             order=order_of(net, node.name),
+                             name=object_name("proc", net, node.name, "update"))
     built.network.add(op)
     built.processes[node.name] = group
     return group

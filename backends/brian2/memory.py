@@ -22,6 +22,7 @@ from evospike.errors import UnsupportedError
 from evospike.ir.memory import MemoryTiers
 from evospike.kernels import memory as kernels
 
+from .names import clock_for, object_name
 from .schedule import order_of
 
 #: IR state name -> (Brian2 variable, carries the weight's unit)
@@ -94,15 +95,15 @@ def tiers_objects(b2, syn, tiers: MemoryTiers, rule, net, built, in_volts: bool)
     syn.level_tiers = b2.linked_var(built.processes[tiers.modulator_of(net)], "level",
                                     index="mod_index")
     source = "dw_tiers" if tiers.importance == "dw" else "el_e"
-    k = len(built.processes)
-    dt = net.dt_ms * b2.ms
+    name = object_name("proc", net, tiers.name)
+    # consolidation and capacity run every ``every_steps`` steps: on one clock of their own
+    every = clock_for(b2, name, tiers.every_steps * net.dt_ms * b2.ms, built.clock)
     objects = [
         syn.run_regularly(_step_code(tiers, net.dt_ms, source), when="end",
-                          order=order_of(net, tiers.name, 0),
-                          name=f"tiers_{k}_a_step"),
-        syn.run_regularly(_consolidation_code(tiers, in_volts), dt=tiers.every_steps * dt,
+                          order=order_of(net, tiers.name, 0), name=f"{name}_step"),
+        syn.run_regularly(_consolidation_code(tiers, in_volts), clock=every,
                           when="end", order=order_of(net, tiers.name, 1),
-                          name=f"tiers_{k}_b_consolidate"),
+                          name=f"{name}_consolidate"),
     ]
     n = net.projections[tiers.projection].n_synapses
     caps = {tier: tiers.capacity(tier, n) for tier in ("mid", "long")}
@@ -121,9 +122,9 @@ def tiers_objects(b2, syn, tiers: MemoryTiers, rule, net, built, in_volts: bool)
             for name, value in (("w_long", long), ("w_mid", mid), ("w_short", short)):
                 syn.variables[name].set_value(value)
 
-        objects.append(b2.NetworkOperation(capacity, dt=tiers.every_steps * dt, when="end",
+        objects.append(b2.NetworkOperation(capacity, clock=every, when="end",
                                            order=order_of(net, tiers.name, 2),
-                                           name=f"tiers_{k}_c_capacity"))
+                                           name=f"{name}_capacity"))
     built.processes[tiers.name] = syn
     return objects
 

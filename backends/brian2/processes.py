@@ -21,6 +21,7 @@ from evospike.ir.modulators import (
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
 
+from .names import object_name
 from .registry import NODE_BUILDERS
 from .schedule import order_of
 
@@ -64,6 +65,7 @@ def build_modulator(b2, mod: Modulator, net, built) -> object:
     """A one-neuron group holding the level; spike counts arrive through synapses during the
     step, the update runs at its end."""
     dt = net.dt_ms * b2.ms
+    name = object_name("proc", net, mod.name)
     variables = ["level : 1", "reward_in : 1"]
     terms = ["level * decay", "reward_in"]
     namespace = {"decay": float(np.exp(-net.dt_ms / mod.tau_ms))}
@@ -72,16 +74,18 @@ def build_modulator(b2, mod: Modulator, net, built) -> object:
     for k, drive in enumerate(mod.drives):
         if isinstance(drive, RewardSeries):
             table = np.concatenate([np.zeros(drive.start_step), drive.values, [0.0]])
-            namespace[f"reward_series_{k}"] = b2.TimedArray(table, dt=dt)
+            namespace[f"reward_series_{k}"] = b2.TimedArray(table, dt=dt,
+                                                            name=f"{name}_series{k}")
             terms.append(f"reward_series_{k}(t)")
         elif isinstance(drive, RewardEvents):
             steps = np.floor(drive.times_ms / net.dt_ms + 1e-9).astype(np.int64)
-            gen = b2.SpikeGeneratorGroup(steps.size, np.arange(steps.size), steps * dt, dt=dt)
+            gen = b2.SpikeGeneratorGroup(steps.size, np.arange(steps.size), steps * dt,
+                                         clock=built.clock, name=f"{name}_events{k}")
             objects.append((gen, drive.amounts))
         elif isinstance(drive, SpikeCountDrive):
             variables.append(f"count_{k} : 1")
             terms.append(f"{drive.gain!r} * count_{k}")
-            objects.append((drive.population, f"count_{k}_post += 1"))
+            objects.append((drive.population, f"count_{k}_post += 1", k))
             after.append(f"count_{k} = 0")
         elif isinstance(drive, NoveltyDrive):
             size = net.size_of(drive.population)
@@ -95,25 +99,28 @@ def build_modulator(b2, mod: Modulator, net, built) -> object:
                 f"level += {drive.gain!r} * abs(rate_hz - expected_hz)",
                 f"count_{k} = 0",
             ] + after
-            objects.append((drive.population, f"count_{k}_post += 1"))
-    group = b2.NeuronGroup(1, "\n".join(variables), dt=dt, namespace=namespace,
-                           name=f"modulator_{len(built.processes)}")
+            objects.append((drive.population, f"count_{k}_post += 1", k))
+    group = b2.NeuronGroup(1, "\n".join(variables), clock=built.clock, namespace=namespace,
+                           name=name)
     group.level = mod.initial
     code = "\n".join([f"level = {' + '.join(terms)}", *after, "reward_in = 0"])
-    built.network.add(group, group.run_regularly(code, when="end", order=order_of(net, mod.name)))
+    built.network.add(group, group.run_regularly(code, when="end", order=order_of(net, mod.name),
+                                                 name=f"{name}_update"))
     for item in objects:
         if not isinstance(item[0], str):
             gen, amounts = item
             syn = b2.Synapses(gen, group, "amount : 1 (constant)",
-                              on_pre="reward_in_post += amount", dt=dt)
+                              on_pre="reward_in_post += amount", clock=built.clock,
+                              name=f"{gen.name}_in")
             syn.connect(i=np.arange(amounts.size), j=np.zeros(amounts.size, np.int64))
             syn.amount = amounts
             built.network.add(gen, syn)
         else:
-            source_name, statement = item
+            source_name, statement, k = item
             source = built.groups.get(source_name) or built.sources[source_name]
             n = net.size_of(source_name)
-            syn = b2.Synapses(source, group, on_pre=statement, dt=dt)
+            syn = b2.Synapses(source, group, on_pre=statement, clock=built.clock,
+                              name=f"{name}_count{k}")
             syn.connect(i=np.arange(n), j=np.zeros(n, np.int64))
             built.network.add(syn)
     built.processes[mod.name] = group
@@ -122,16 +129,17 @@ def build_modulator(b2, mod: Modulator, net, built) -> object:
 
 @NODE_BUILDERS.register(Metaplasticity, phase=20)
 def build_metaplasticity(b2, meta: Metaplasticity, net, built) -> object:
-    dt = net.dt_ms * b2.ms
-    group = b2.NeuronGroup(1, "value : 1\nbaseline : 1\nlevel_m : 1 (linked)", dt=dt,
-                           name=f"metaplasticity_{len(built.processes)}")
+    name = object_name("proc", net, meta.name)
+    group = b2.NeuronGroup(1, "value : 1\nbaseline : 1\nlevel_m : 1 (linked)",
+                           clock=built.clock, name=name)
     group.level_m = b2.linked_var(built.processes[meta.modulator], "level")
     group.value = float(getattr(net.plasticity[meta.rule], meta.parameter))
     bd = float(np.exp(-net.dt_ms / meta.tau_baseline_ms))
     code = (f"baseline = baseline * {bd!r} + {1 - bd!r} * level_m\n"
             f"value = clip(value + {meta.eta * net.dt_ms * 1e-3!r} * (level_m - baseline), "
             f"{meta.p_min!r}, {meta.p_max!r})")
-    built.network.add(group, group.run_regularly(code, when="end", order=order_of(net, meta.name)))
+    built.network.add(group, group.run_regularly(code, when="end", order=order_of(net, meta.name),
+                                                 name=f"{name}_update"))
     built.processes[meta.name] = group
     return group
 

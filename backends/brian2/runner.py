@@ -23,10 +23,24 @@ from evospike.results import Results
 from evospike.run_loop import ProgressBar, ResultsBuilder, RunCall, steps_for
 
 from .compiler import Brian2Config, Built, build_trial
+from .names import object_name
 from .structural import keep_last_spikes, run_segmented
 
 #: whether this process has said that Cython is compiling (said once: later builds are cached)
 _cython_notice_shown = False
+
+#: shortest current table, in steps (see `table_steps`)
+MIN_TABLE_STEPS = 64
+
+
+def table_steps(end: int) -> int:
+    """Rows of a current table that must cover steps [0, end): ``end`` rounded up to a number
+    with four significant bits (at most 1/8 more rows), at least `MIN_TABLE_STEPS`, so that
+    runs continued by a few steps at a time do not each compile a new Cython module."""
+    if end <= MIN_TABLE_STEPS:
+        return MIN_TABLE_STEPS
+    shift = end.bit_length() - 4
+    return -(-end >> shift) << shift
 
 
 def compile_notice(target: str, show: bool) -> None:
@@ -99,7 +113,7 @@ class Brian2Runner:
             t0 = time.perf_counter()
             self.trials = [build_trial(self.b2, network, seed) for seed in cfg.seeds]
             for built in self.trials:  # a continued run must still send the last step's spikes
-                keep_last_spikes(self.b2, built, network.dt_ms * self.b2.ms)
+                keep_last_spikes(self.b2, built)
             self.build_time_s = time.perf_counter() - t0
 
     def _feed_inputs(self, built: Built, start: int, n_steps: int) -> dict:
@@ -241,21 +255,29 @@ class Brian2Runner:
             b2.set_device("runtime")
 
     def _current_namespace(self, built: Built, end: int) -> dict:
-        """TimedArrays of the time-varying injected currents over steps [0, end)."""
+        """TimedArrays of the time-varying injected currents over steps [0, end) (and on to
+        `table_steps`; the steps after ``end`` are not read in this run).
+
+        Brian2 writes a TimedArray's name and length into the code that calls it, so the table
+        is named after its population and its length taken from a few sizes: every trial and
+        seed, and most continued runs, reuse the compiled module."""
         b2, net = self.b2, self.net
         namespace: dict = {}
+        rows = table_steps(end)
         for pop_name, table_name in built.table_names.items():
             pop = net.populations[pop_name]
-            table = sum(current_values(c, pop.size, net.dt_ms, 0, end)
+            table = sum(current_values(c, pop.size, net.dt_ms, 0, rows)
                         for c in built.current_tables[pop_name])
             unit = b2.mV if built.emitted[pop_name].state_units.get("v") == "mV" else 1
-            namespace[table_name] = b2.TimedArray(table * unit, dt=net.dt_ms * b2.ms)
+            namespace[table_name] = b2.TimedArray(
+                table * unit, dt=net.dt_ms * b2.ms,
+                name=object_name("pop", net, pop_name, "current_table"))
         return namespace
 
     def results(self) -> Results:
         b2, net = self.b2, self.net
         out = ResultsBuilder(
-            net.name, "brian2", units=net.units,
+            net.name, "brian2", units=net.units, schedule=net.schedule,
             engine=self.target if self.standalone else f"runtime/{self.target}",
             engine_note="", device="cpu", precision="float64", dt_ms=net.dt_ms,
             n_steps=self.step, seeds=self.cfg.seeds, wall_time_s=self.wall_time_s,

@@ -30,6 +30,7 @@ import numpy as np
 from evospike.errors import UnsupportedError
 from evospike.ir.structural import StructuralPlasticity, plan_update
 
+from .names import object_name
 from .registry import NODE_BUILDERS
 
 
@@ -56,12 +57,13 @@ def build_structural(b2, node: StructuralPlasticity, net, built) -> object:
     if reasons:
         raise UnsupportedError("brian2", [f"StructuralPlasticity '{node.name}': {r}"
                                           for r in reasons])
-    dt = net.dt_ms * b2.ms
-    group = b2.NeuronGroup(1, "n_synapses : 1", dt=dt, name=f"structural_{len(built.processes)}")
+    name = object_name("proc", net, node.name)
+    group = b2.NeuronGroup(1, "n_synapses : 1", clock=built.clock, name=name)
     group.n_synapses = proj.n_synapses
     pre = built.groups.get(proj.pre) or built.sources[proj.pre]
     post = built.groups[proj.post]
-    counters = (b2.SpikeMonitor(pre, record=False), b2.SpikeMonitor(post, record=False))
+    counters = (b2.SpikeMonitor(pre, record=False, name=f"{name}_pre_counts"),
+                b2.SpikeMonitor(post, record=False, name=f"{name}_post_counts"))
     built.network.add(group, *counters)
     built.processes[node.name] = group
     # the Python side of the node (absent mask, counts at the last update, update index) lives
@@ -72,7 +74,7 @@ def build_structural(b2, node: StructuralPlasticity, net, built) -> object:
     return group
 
 
-def keep_last_spikes(b2, built, dt) -> None:
+def keep_last_spikes(b2, built) -> None:
     """Brian2 clears every group's spike space at the end of a run (the threshold's
     ``after_code``), so the spikes of a segment's last step would never reach synapses whose
     pathway runs before the thresholds of the next step (all of EvoSpike's do). A network
@@ -85,7 +87,9 @@ def keep_last_spikes(b2, built, dt) -> None:
         for name, group in groups.items():
             built.last_spike_counts[name] = int(group.variables["_spikespace"].get_value()[-1])
 
-    built.network.add(b2.NetworkOperation(note, when="end", dt=dt))
+    # named, like every object here: an automatic name grows with each trial built
+    built.network.add(b2.NetworkOperation(note, when="end", clock=built.clock,
+                                          name="evospike_last_spikes"))
 
 
 def _restore_last_spikes(built) -> None:

@@ -21,6 +21,8 @@ import numpy as np
 
 from evospike.errors import EvoSpikeError, UnsupportedError
 from evospike.ir.network import Network
+from evospike.ir.neurons import CubaLIF
+from evospike.ir.timing import schedule_refusals
 
 from .compiler import NODE_COMPILERS, SELECT_TAGS, LavaConfig, Plan, plan_float, refusals
 from .convert import Conversion, to_loihi_lif
@@ -33,12 +35,18 @@ NAME = "lava"
 def prepare(network: Network, cfg: LavaConfig) -> tuple[Conversion, Plan]:
     """Convert and plan ``network`` without running anything; refuses (UnsupportedError) every
     node the backend cannot carry, all at once."""
+    refused = schedule_refusals(network, "lava")
+    if refused:  # before converting: the conversion builds an EvoSpike-order network
+        raise UnsupportedError("lava", refused)
     conv = to_loihi_lif(network, merge_synapses=cfg.merge_synapses,
                         only_merged=cfg.select_tag == "fixed_pt")
     problems = list(conv.refusals) + refusals(conv.network, cfg.select_tag)
-    if network.units != "mV":  # the Lava conversion is written for millivolt models
+    # the LIF conversion is written for millivolt models; CubaLIF is unit-free
+    if network.units != "mV" and any(type(p.model) is not CubaLIF
+                                     for p in network.populations.values()):
         problems.insert(0, f"Network '{network.name}': units {network.units!r} (the lava "
-                        "backend carries networks in mV only)")
+                        "backend carries networks in mV only, unless every population is "
+                        "CubaLIF)")
     if problems:
         raise UnsupportedError("lava", problems)
     if cfg.select_tag == "fixed_pt":

@@ -30,7 +30,7 @@ from evospike.hardware.loihi import learning, three_factor
 from evospike.hardware.loihi.constants import MAX_LAVA_DELAY
 from evospike.ir.modulators import Modulator
 from evospike.ir.network import Network
-from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CondAdEx, CondLIF, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CurrentInput,
     PoissonInput,
@@ -155,6 +155,9 @@ NODE_COMPILERS.carry(CubaLIF, LIF)
 NODE_COMPILERS.refuse(AdaptiveLIF, "adaptive thresholds have no Lava LIF counterpart")
 NODE_COMPILERS.refuse(Izhikevich, "Lava has no Izhikevich neuron process")
 NODE_COMPILERS.refuse(AdEx, "Lava has no adaptive exponential integrate-and-fire process")
+for _cond in (CondLIF, CondAdEx):
+    NODE_COMPILERS.refuse(_cond, "conductance synapses: Loihi 2 has no reversal-potential "
+                          "(conductance-based) synapse, its LIF adds current only")
 NODE_COMPILERS.refuse(PoissonInput, "Lava has no process that adds per-step afferent counts "
                       "to a neuron (use a PoissonSource with one neuron per afferent)")
 

@@ -15,7 +15,7 @@ from .compiler import NODE_COMPILERS, TorchConfig, compile_network, refusals
 from .runner import TorchRunner
 
 NAME = "torch"
-ENGINES = ("auto", "eager", "native")
+ENGINES = ("auto", "eager", "native", "device")
 
 
 def compile(network: Network, config: TorchConfig | None = None, **overrides) -> TorchRunner:
@@ -26,6 +26,10 @@ def compile(network: Network, config: TorchConfig | None = None, **overrides) ->
     fixed_profile = overrides.pop("fixed_profile", "loihi2")
     # STDP / R-STDP in fixed point: "w_max" or "initial" (evospike.hardware.loihi.learning)
     weight_range = overrides.pop("plastic_weight_range", "w_max")
+    # engine="device" (device_engine.py): spike_capacity, device_chunk_steps, cuda_graph
+    from .device_engine import pop_options
+
+    device_options = pop_options(overrides)
     unknown = set(overrides) - set(TorchConfig.__dataclass_fields__)
     if unknown:
         raise EvoSpikeError(f"torch backend: no option {', '.join(sorted(unknown))} "
@@ -38,6 +42,10 @@ def compile(network: Network, config: TorchConfig | None = None, **overrides) ->
         raise EvoSpikeError(f"torch backend: engine must be one of {ENGINES} (got {cfg.engine!r})")
     if not cfg.seeds:
         raise EvoSpikeError("torch backend: seeds must name at least one trial")
+    if cfg.threads is not None and (isinstance(cfg.threads, bool)
+                                    or not isinstance(cfg.threads, int) or cfg.threads < 1):
+        raise EvoSpikeError(f"torch backend: threads must be a whole number of at least 1 "
+                            f"(or None: every core), got {cfg.threads!r}")
     cfg = replace(cfg, seeds=tuple(int(s) for s in cfg.seeds))
     try:
         device = torch.device(cfg.device)
@@ -55,14 +63,23 @@ def compile(network: Network, config: TorchConfig | None = None, **overrides) ->
 
         return compile_fixed(network, cfg.seeds, cfg.device, fixed_profile, cfg.progress,
                              weight_range)
+    if device_options and cfg.engine != "device":
+        raise EvoSpikeError(f"torch backend: {', '.join(sorted(device_options))} apply to "
+                            f"engine 'device' (engine is {cfg.engine!r})")
+    if cfg.engine == "device":
+        from .device_engine import refuse
+
+        refuse(network)
     cn = compile_network(network, cfg)
     engine, note = _choose_engine(cn, cfg.engine)
-    return TorchRunner(cn, engine, note)
+    return TorchRunner(cn, engine, note, device_options)
 
 
 def _choose_engine(cn, requested: str) -> tuple[str, str]:
     if requested == "eager":
         return "eager", "eager engine requested"
+    if requested == "device":
+        return "device", "device engine requested"
     from .native.engine import native_unavailable_reason
 
     reason = native_unavailable_reason(cn)

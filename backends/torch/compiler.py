@@ -10,10 +10,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from evospike.dynamics import AdExStep, LinearStep, Step, one_step
+from evospike.dynamics import (
+    AdExStep,
+    CondAdExStep,
+    ConductanceStep,
+    LinearStep,
+    Step,
+    one_step,
+)
 from evospike.errors import UnsupportedError
 from evospike.ir.network import Network
-from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CondAdEx, CondLIF, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CHANNELS,
     CurrentInput,
@@ -28,6 +35,7 @@ from evospike.ir.nodes import (
 )
 from evospike.ir.plasticity import STDP, RewardModulatedSTDP
 from evospike.ir.schedule import ranks as schedule_ranks
+from evospike.ir.timing import brian2_schedule_refusals
 from evospike.realize import (
     POISSON_CHUNK_STEPS,
     current_is_constant,
@@ -47,13 +55,16 @@ class TorchConfig:
 
     ``seeds``: one seed per trial of the batch (trial b draws its initial state and Poisson
     inputs from ``seeds[b]``). ``engine``: ``"eager"`` (torch operations, any device),
-    ``"native"`` (compiled multi-step CPU kernel) or ``"auto"`` (native where it can run)."""
+    ``"native"`` (compiled multi-step CPU kernel) or ``"auto"`` (native where it can run).
+    ``threads``: the most CPU threads the native kernel runs on (None: every core; the eager
+    engine uses torch's own thread setting)."""
 
     device: str = "cpu"
     precision: str = "float32"
     seeds: tuple[int, ...] = (0,)
     engine: str = "auto"
     progress: bool = True
+    threads: int | None = None
 
 
 @dataclass
@@ -202,7 +213,7 @@ def _t(array, dtype, device) -> torch.Tensor:
 
 # the neuron models `evospike.dynamics.one_step` updates; constant currents fold into the
 # population's constants, varying ones are the runner's; monitors are the runner's
-NODE_COMPILERS.carry(LIF, AdaptiveLIF, CubaLIF, Izhikevich, AdEx)
+NODE_COMPILERS.carry(LIF, AdaptiveLIF, CubaLIF, Izhikevich, AdEx, CondLIF, CondAdEx)
 NODE_COMPILERS.carry(CurrentInput, SpikeMonitor, StateMonitor, WeightMonitor)
 
 
@@ -229,6 +240,21 @@ def compile_population(pop: Population, net: Network, ctx: CompileContext) -> TP
                       v_reset=_t(step.v_reset, dtype, device))
         if step.theta_jump is not None:
             consts["theta_jump"] = _t(step.theta_jump, dtype, device)
+        consts["hold_steps"] = _t(step.hold_steps, torch.int32, device)
+        has_refractory = bool(np.any(step.hold_steps > 0))
+    elif isinstance(step, ConductanceStep):
+        # CondLIF / CondAdEx: constant injected currents (pA) fold into I_e, as for AdEx
+        i_e = np.broadcast_to(step.I_e, (pop.size,)).copy()
+        for cur in net.currents.values():
+            if cur.target == pop.name and current_is_constant(cur):
+                i_e = i_e + np.broadcast_to(np.asarray(cur.amplitude), (pop.size,))
+        keys = ["C", "g_L", "E_L", "E_exc", "E_inh", "v_thresh", "v_reset", "dt_over_C",
+                "decay_exc", "decay_inh"]
+        if isinstance(step, CondAdExStep):
+            keys += ["V_T", "Delta_T", "a", "tau_w", "b", "v_peak"]
+        for key in keys:
+            consts[key] = _t(getattr(step, key), dtype, device)
+        consts["I_e"] = _t(i_e, dtype, device)
         consts["hold_steps"] = _t(step.hold_steps, torch.int32, device)
         has_refractory = bool(np.any(step.hold_steps > 0))
     elif isinstance(step, AdExStep):
@@ -327,7 +353,7 @@ def compile_stdp(rule: STDP, net: Network, ctx: CompileContext) -> TPlastic:
 
 def refusals(net: Network) -> list[str]:
     """Every node this backend cannot carry, with the reason (empty: it runs)."""
-    return NODE_COMPILERS.refusals(net)
+    return NODE_COMPILERS.refusals(net) + brian2_schedule_refusals(net)
 
 
 def compile_network(net: Network, cfg: TorchConfig) -> CompiledNetwork:

@@ -9,12 +9,20 @@ ahead. No dense N x N matrix exists anywhere.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from evospike.dynamics import AdExStep, LinearStep, adex_euler
+from evospike.dynamics import (
+    AdExStep,
+    ConductanceStep,
+    IzhikevichStep,
+    LinearStep,
+    adex_euler,
+)
 from evospike.ir.nodes import CHANNELS
 
 from .compiler import CompiledNetwork, TPopulation, TProjection
+from .conductance import advance_conductance
 
 
 def _all(masks: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -317,6 +325,9 @@ def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | 
     drive of each modulator in this step."""
     fired: dict[str, torch.Tensor] = {}
     arriving: dict[str, torch.Tensor] = {}
+    # schedule "brian2": arrivals act after the threshold (deliver_after_threshold)
+    brian2 = cn.network.schedule == "brian2"
+    held: dict[str, torch.Tensor | None] = {}
     for proj in cn.plastic:
         # spikes reach plastic synapses now and are sent with the weights they find there
         d = proj.uniform_delay
@@ -324,7 +335,9 @@ def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | 
         propagate(proj, arriving[proj.name], cn.populations[proj.post].buf, step - d)
     for pop in cn.populations.values():
         arrivals = None
-        if pop.buf is not None:
+        if brian2:  # Brian2's v gate reads who was refractory before this step's threshold
+            held[pop.name] = pop.refrac > 0 if pop.has_refractory else None
+        elif pop.buf is not None:
             slot = step % pop.buf.shape[0]
             arrivals = pop.buf[slot].clone()
             pop.buf[slot].zero_()
@@ -335,6 +348,8 @@ def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | 
             advance_linear(pop, arrivals, currents.get(pop.name))
         elif isinstance(pop.step, AdExStep):
             advance_adex(pop, arrivals, currents.get(pop.name), cn.network.dt_ms)
+        elif isinstance(pop.step, ConductanceStep):
+            advance_conductance(pop, arrivals, currents.get(pop.name), cn.network.dt_ms)
         else:
             advance_izhikevich(pop, arrivals, currents.get(pop.name), cn.network.dt_ms)
         fired[pop.name] = pop.spiked.view(-1).nonzero().squeeze(1)
@@ -342,14 +357,78 @@ def run_step(cn: CompiledNetwork, step: int, currents: dict[str, torch.Tensor | 
     for proj in cn.projections.values():
         if proj.plastic is None:
             propagate(proj, fired[proj.pre], cn.populations[proj.post].buf, step)
-        else:
+        else:  # (plasticity is refused under schedule "brian2": evospike.ir.timing)
             rule = proj.plastic.rule
             level = cn.processes[rule.modulator].level if rule.modulator else None
             stdp_update(proj, arriving[proj.name], fired[proj.post], level)
             proj.plastic.pending[step % proj.uniform_delay] = fired[proj.pre]
+    if brian2:
+        deliver_after_threshold(cn, step, held)
     if cn.processes:
         update_processes(cn, step, fired, rewards or {})
     return fired
+
+
+def _v_gate(cn: CompiledNetwork, pop: TPopulation) -> tuple[bool, bool]:
+    """(gated, kept at a spike) of ``pop`` under schedule "brian2": whether Brian2 gates its
+    ``v`` events with ``not_refractory`` (its model has a refractory period for any neuron),
+    and whether an event on ``v`` in the spike's own step survives the reset (a reset by
+    subtraction keeps it, a reset to a value overwrites it). Found once per network."""
+    cache = cn.__dict__.setdefault("_brian2_v_gates", {})
+    if pop.name not in cache:
+        model = cn.network.populations[pop.name].model
+        gated = bool(np.any(np.asarray(getattr(model, "tau_refrac_ms", 0.0)) > 0))
+        subtract = isinstance(pop.step, LinearStep) and pop.step.reset_subtract
+        cache[pop.name] = (gated, subtract and not gated)
+    return cache[pop.name]
+
+
+def deliver_after_threshold(cn: CompiledNetwork, step: int,
+                            held: dict[str, torch.Tensor | None]) -> None:
+    """Schedule "brian2" (`evospike.ir.timing`): add the events due in ``step`` -- this step's
+    spikes with delay 0 included, they were just propagated -- and the step's `PoissonInput`
+    counts to the state the populations left after threshold and reset, where Brian2's
+    ``synapses`` slot adds them (its reset runs after; it only touches ``v`` and, for
+    adaptive models, a state no channel feeds, so the order of the two is seen only on
+    ``v``). Events on ``v`` are dropped where Brian2 loses them: at a neuron that fired, when
+    its reset sets a value or its population gates ``v`` events, and at a neuron ``held``
+    refractory in this step when it gates them. They act on the state the next step
+    integrates."""
+    for pop in cn.populations.values():
+        if pop.buf is None:
+            continue
+        slot = step % pop.buf.shape[0]
+        arrivals = pop.buf[slot].clone()
+        pop.buf[slot].zero_()
+        for inp in cn.inputs.values():
+            if inp.target == pop.name:
+                arrivals[inp.channel_slot] += inp.at(step)
+        gated, kept_at_spike = _v_gate(cn, pop)
+        keep_v = None if kept_at_spike else ~pop.spiked
+        if gated and held.get(pop.name) is not None:
+            keep_v = keep_v & ~held[pop.name]
+        if isinstance(pop.step, LinearStep):
+            rows = {}
+            for i in range(pop.x.shape[0]):
+                for k, ch in enumerate(pop.channels):
+                    coef = float(pop.step.B[i, ch])
+                    if coef != 0.0:
+                        term = arrivals[k] if coef == 1.0 else coef * arrivals[k]
+                        rows[i] = term if i not in rows else rows[i] + term
+            v_row = pop.step.v_index
+        elif isinstance(pop.step, (AdExStep, IzhikevichStep)):
+            # states (v, u|w, i_exc, i_inh): channels exc, inh, v feed rows 2, 3, 0
+            rows, v_row = {}, 0
+            for k, ch in enumerate(pop.channels):
+                i = {"exc": 2, "inh": 3, "v": 0}[CHANNELS[ch]]
+                rows[i] = arrivals[k] if i not in rows else rows[i] + arrivals[k]
+        else:  # refused before the run (evospike.ir.timing.BRIAN2_SCHEDULE_MODELS)
+            raise TypeError(f"population '{pop.name}': no Brian2-schedule delivery for "
+                            f"{type(pop.step).__name__}")
+        for i, add in rows.items():
+            if i == v_row and keep_v is not None:
+                add = torch.where(keep_v, add, torch.zeros_like(add))
+            pop.x[i].add_(add)
 
 
 def update_processes(cn: CompiledNetwork, step: int, fired: dict[str, torch.Tensor],

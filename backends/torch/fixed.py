@@ -35,6 +35,7 @@ from evospike.fixed_point import (
 from evospike.hardware.loihi import learning, three_factor
 from evospike.ir.network import Network
 from evospike.ir.nodes import PoissonSource
+from evospike.ir.timing import schedule_refusals
 from evospike.realize import poisson_events, spike_time_steps
 from evospike.results import Results
 from evospike.run_loop import ResultsBuilder, run_chunks, steps_for
@@ -358,6 +359,9 @@ def compile_fixed(network: Network, seeds: tuple[int, ...], device: str = "cpu",
     return its runner."""
     if not seeds:
         raise EvoSpikeError("torch backend: seeds must name at least one trial")
+    refused = schedule_refusals(network, "torch fixed point")
+    if refused:  # before quantizing: the integer model is written for EvoSpike's step order
+        raise UnsupportedError("torch (precision 'fixed')", refused)
     # STDP (fixed_learning.py): the rules Loihi 2's learning engine carries, with its integers
     # (evospike.hardware.loihi.learning, as the Lava backend); the quantizer runs the rest
     # (and refuses every other plasticity rule by name)

@@ -15,6 +15,7 @@ from evospike.run_loop import ResultsBuilder, run_chunks, steps_for
 
 from . import eager
 from .compiler import CompiledNetwork
+from .connectivity import ConnectivityRecorder
 from .processes import TModulator
 
 
@@ -47,7 +48,8 @@ class ChunkInputs:
 class TorchRunner:
     """Runs a `CompiledNetwork`. ``engine`` is ``"eager"`` or ``"native"`` (see TorchConfig)."""
 
-    def __init__(self, cn: CompiledNetwork, engine: str, engine_note: str = ""):
+    def __init__(self, cn: CompiledNetwork, engine: str, engine_note: str = "",
+                 device_options: dict | None = None):
         self.cn = cn
         self.engine = engine
         self.engine_note = engine_note
@@ -55,11 +57,18 @@ class TorchRunner:
         self.wall_time_s = 0.0
         self.complete = True
         self._rec = _Recorder()
+        self._conn = ConnectivityRecorder(cn)
         self._native = None
         if engine == "native":
             from .native.engine import NativeEngine
 
-            self._native = NativeEngine(cn)
+            self._native = NativeEngine(cn, cn.config.threads)
+        self._device = None
+        if engine == "device":  # static shapes, no host sync inside a chunk (device_engine.py)
+            from .device_engine import DeviceEngine
+
+            self._device = DeviceEngine(cn, **(device_options or {}))
+            self.engine_note = self._device.describe()
 
     # ------------------------------------------------------------------ inputs
     def _chunk_inputs(self, start: int, n: int) -> ChunkInputs:
@@ -138,6 +147,7 @@ class TorchRunner:
                 for node in recorded:
                     fired_log[node].append(fired[node])
                 self.step = step + 1
+                self._conn.after(step)
                 if self._sample_due(step):
                     self._record_samples(step)
         finally:
@@ -166,6 +176,7 @@ class TorchRunner:
                 self.step = stop
             if self._sample_due(stop - 1):
                 self._record_samples(stop - 1)
+            self._conn.after(stop - 1)
             cursor = stop
 
     # ------------------------------------------------------------------ public
@@ -189,6 +200,11 @@ class TorchRunner:
         inp = self._chunk_inputs(start, n)
         if self._native is not None:
             self._run_chunk_native(inp)
+        elif self._device is not None:
+            for reached in self._device.run(inp, self._rec):
+                self.step = reached
+                self._conn.after(reached - 1)
+            self.engine_note = self._device.describe()
         else:
             self._run_chunk_eager(inp)
         return n
@@ -200,7 +216,10 @@ class TorchRunner:
             device=str(cn.device), precision=cn.config.precision, dt_ms=cn.network.dt_ms,
             n_steps=self.step, seeds=cn.config.seeds, wall_time_s=self.wall_time_s,
             complete=self.complete, versions={"torch": torch.__version__},
-            units=cn.network.units)
+            units=cn.network.units, schedule=cn.network.schedule,
+            threads=self._native.threads if self._native else torch.get_num_threads(),
+            threading=self._native.describe_threads() if self._native else
+            f"{self.engine} engine, torch intra-op threads")
         for node in self._recorded_nodes():
             out.spikes_flat(node, cn.network.size_of(node), rec.spikes.get(node, []))
         for name, mon in cn.state_monitors.items():
@@ -210,6 +229,7 @@ class TorchRunner:
             nnz = cn.projections[mon.projection].weights.shape[-1]
             out.weights(name, mon.projection, rec.weight_steps.get(name, []),
                         out.stacked(rec.weight_values.get(name, []), nnz))
+        out.connectivity(self._conn.log)
         # energy budgets: the run's energy estimate on their profiles
         return out.build(energy_of=cn.network)
 

@@ -15,7 +15,8 @@ from evospike.errors import EvoSpikeError
 MAX_SEED = 2**63 - 1
 #: torch CPU threads of the eager engine. One: its per-step tensors are small, and on a loaded
 #: 2-core machine examples/epigenetic_gating.py (500 ms) ran 0.8 s with one thread and 9-19 s
-#: with two. The native kernel and CUDA do not use these threads.
+#: with two. The native kernel has threads of its own (default: every core; `--threads` caps
+#: them), CUDA none.
 DEFAULT_THREADS = 1
 BRIAN2_TARGETS = ["auto", "cython", "numpy", "cpp_standalone"]
 

@@ -11,6 +11,9 @@ from evospike.errors import EvoSpikeError
 def register(subparsers) -> None:
     info = subparsers.add_parser("info", help="describe a network or results file")
     info.add_argument("path")
+    info.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                      help="a keyword argument of the model's build(), e.g. --param scale=0.1 "
+                           "(repeatable; .py models only)")
     info.set_defaults(handler=info_command)
 
 
@@ -25,10 +28,12 @@ def info_command(args: argparse.Namespace) -> int:
         raise EvoSpikeError(f"'{path}' does not exist")
     if path.is_dir():
         raise EvoSpikeError(f"'{path}' is a folder, not a network or results file")
+    if args.param and path.suffix != ".py":
+        raise EvoSpikeError(f"--param: '{path}' is not a .py model (parameters go to its build())")
     if path.suffix == ".py":
-        from evospike.model_loading import load_model
+        from evospike.model_loading import load_model, parse_params
 
-        _describe_with_memory(load_model(path))
+        _describe_with_memory(load_model(path, params=parse_params(args.param)))
         return 0
     try:
         with h5py.File(path, "r") as f:

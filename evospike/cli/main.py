@@ -29,10 +29,23 @@ def _command_modules() -> tuple:
     """The modules of the commands, in the order ``evospike --help`` lists them; each has
     ``register(subparsers)``, which adds its parser and sets ``handler=`` in its defaults."""
     # imported here, not at the top: the commands import this module (SIGNALS, exit codes)
-    from evospike.cli import conformance, energy, info, plot, run, setup, train, validate
+    from evospike.cli import (
+        conformance,
+        energy,
+        info,
+        insight,
+        nir_export,
+        nir_import,
+        plot,
+        run,
+        setup,
+        train,
+        validate,
+    )
     from evospike.cli import map as map_command
 
-    return (run, plot, info, validate, setup, train, energy, map_command, conformance)
+    return (run, plot, info, validate, setup, train, energy, map_command, conformance,
+            nir_import, nir_export, insight)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -74,6 +74,9 @@ def run_train(args: argparse.Namespace) -> int:
           f"{summary['best_epoch']}, {summary['epochs_run']} epochs, training wall time "
           f"{summary['train_wall_s']:.1f} s on {summary['device']}, "
           f"{summary['threads']} thread(s))")
+    from evospike.training.class_report import format_report
+
+    print(format_report(summary["class_report"]))
     if args.check_backend:
         if not hasattr(trainer.model, "to_network"):
             raise EvoSpikeError(f"--check-backend: model '{type(trainer.model).__name__}' has no "
@@ -98,5 +101,6 @@ def run_train(args: argparse.Namespace) -> int:
               f" % vs {100 * record['training_model_accuracy']:.2f} % in training), "
               f"{record['backend_wall_s']:.1f} s")
     print(f"wrote {cfg.out_dir}/ (metrics.json, checkpoint.pt, learning_curve.png, "
-          "summary.json" + (", model.h5" if "model_h5" in summary else "") + ")")
+          "summary.json, class_report.json, confusion_matrix.png"
+          + (", model.h5" if "model_h5" in summary else "") + ")")
     return 0

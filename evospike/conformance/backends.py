@@ -45,6 +45,12 @@ CONFIGS: dict[str, BackendConfig] = {c.id: c for c in (
     BackendConfig("torch-native", "torch", {"engine": "native", "precision": "float64"},
                   reference="torch-eager", exact=True,
                   doc="torch native C kernel, float64, bit for bit with torch-eager"),
+    # the static-shape device engine on the CPU; it carries no process kind, so the process
+    # tests' fixture does not run on it (they would all be refusals)
+    BackendConfig("torch-device", "torch", {"engine": "device", "precision": "float64"},
+                  reference="torch-eager", exact=True, in_process_tests=False,
+                  doc="torch device engine (static shapes, GPU strategy) on the CPU, float64, "
+                      "bit for bit with torch-eager"),
     BackendConfig("torch-fixed", "torch", {"precision": "fixed"}, reference="lava",
                   exact=True, fixed=True, in_process_tests=False,
                   gaps={"float32": "the fixed-point mode computes in integers",
@@ -60,6 +66,15 @@ CONFIGS: dict[str, BackendConfig] = {c.id: c for c in (
                         "float64": "fixed_pt computes in Loihi 2 integers"},
                   doc="Lava fixed_pt (Loihi 2's bit-accurate model), bit for bit with "
                       "torch-fixed"),
+    # NEST carries no process kind, so the process tests' fixture does not run on it
+    # step_exact: the conductance models, which NEST integrates with adaptive RKF45 and which
+    # agree statistically only, are refused (with that reason) rather than failing at 1e-9
+    BackendConfig("nest", "nest", {"step_exact": True}, reference="torch-eager",
+                  in_process_tests=False,
+                  gaps={"float32": "NEST computes in double precision",
+                        "fixed": "NEST has no fixed-point (Loihi integer) mode"},
+                  doc="NEST 3.10 (iaf_psc_exp / iaf_psc_delta / izhikevich), to 1e-9 of "
+                      "torch-eager"),
 )}
 
 
@@ -87,6 +102,11 @@ def config(backend_id: str) -> BackendConfig:
 
 def availability(backend_id: str) -> str | None:
     """None where ``backend_id`` can run here; otherwise why not."""
+    if config(backend_id).backend == "nest":
+        import importlib.util
+
+        if importlib.util.find_spec("nest") is None:
+            return "NEST is not installed (pip install nest-simulator)"
     if config(backend_id).backend == "lava":
         from evospike.backends.lava.environment import find_python
 

@@ -21,7 +21,16 @@ import numpy as np
 from evospike.connectors import AllToAll, FromArrays, OneToOne
 from evospike.ir.modulators import RewardEvents, RewardSeries, SpikeCountDrive
 from evospike.ir.network import PROCESS_TYPES, Network
-from evospike.ir.neurons import LIF, NEURON_MODELS, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
+from evospike.ir.neurons import (
+    LIF,
+    NEURON_MODELS,
+    AdaptiveLIF,
+    AdEx,
+    CondAdEx,
+    CondLIF,
+    CubaLIF,
+    Izhikevich,
+)
 from evospike.ir.nodes import CHANNELS, PoissonInput, PoissonSource, SpikeTimesSource
 from evospike.ir.plasticity import PAIRINGS, STDP, WEIGHT_DEPENDENCES, RewardModulatedSTDP
 from evospike.results import Results
@@ -1744,3 +1753,176 @@ SPECS: list[Spec] = [
          "quanta + 35 %",
          fixed_check=_fixed(_check_reward_stdp_loihi)),
 ]
+
+
+# --------------------------------------------------------------------------- conductance models
+COND_LIF = CondLIF(I_e_pA=np.array([400.0, 600.0]), tau_refrac_ms=2.0)
+COND_ADEX = CondAdEx(C_pF=200.0, g_L_nS=10.0, E_L_mV=-70.0, V_T_mV=-50.0, V_reset_mV=-58.0,
+                     a_nS=2.0, tau_w_ms=30.0, b_pA=40.0, I_e_pA=np.array([250.0, 420.0]),
+                     tau_refrac_ms=0.5)
+COND_IN = ([0, 1, 0, 1, 0, 1, 1], [1.0, 1.5, 3.0, 6.0, 6.2, 12.0, 20.0])  # neurons, times ms
+COND_W = {"exc": (8.0, 2), "inh": (4.0, 1)}  # channel: (weight nS, delay steps)
+
+
+def build_conductance() -> Network:
+    net = Network("conductance", dt_ms=0.1)
+    src = net.spike_source("in", 2, *COND_IN)
+    for name, model in (("cl", COND_LIF), ("ca", COND_ADEX)):
+        net.population(name, 2, model)
+        for channel, (w, d) in COND_W.items():
+            net.connect(src, name, AllToAll(), weight=w, delay_ms=d * 0.1, target=channel,
+                        name=f"in->{name}.{channel}")
+        net.record_spikes(name)
+        for state in model.state_names:
+            net.record_state(name, state)
+    return net
+
+
+def check_conductance(net: Network, res: Results) -> None:
+    """CondLIF: v by exponential Euler with the step-start conductances; CondAdEx: (v, w) by
+    forward Euler with the step-start synaptic current; conductances decay exactly, events add
+    after the update of their arrival step (emission + delay); v held while refractory."""
+    dt, n = net.dt_ms, res.n_steps
+    arrive = {ch: np.zeros(n) for ch in COND_W}
+    for t in COND_IN[1]:
+        for ch, (w, d) in COND_W.items():
+            if round(t / dt) + d < n:
+                arrive[ch][round(t / dt) + d] += w  # all-to-all: every target gets it
+    for name, m in (("cl", COND_LIF), ("ca", COND_ADEX)):
+        adex = name == "ca"
+        v, w = np.full(2, m.E_L_mV), np.zeros(2)
+        ge, gi = np.zeros(2), np.zeros(2)
+        hold = np.zeros(2, dtype=int)
+        hold_steps = int(round(m.tau_refrac_ms / dt))
+        de, di = np.exp(-dt / m.tau_syn_exc_ms), np.exp(-dt / m.tau_syn_inh_ms)
+        out = {s: np.zeros((n, 2)) for s in m.state_names}
+        spikes = np.zeros((n, 2))
+        for k in range(n):
+            syn = ge * (m.E_exc_mV - v) + gi * (m.E_inh_mV - v)
+            if adex:
+                arg = (np.minimum(v, m.V_peak_mV) - m.V_T_mV) / m.Delta_T_mV
+                dv = (m.g_L_nS * (m.E_L_mV - v) + m.g_L_nS * m.Delta_T_mV * np.exp(arg) - w
+                      + syn + m.I_e_pA) / m.C_pF
+                w = w + dt * (m.a_nS * (v - m.E_L_mV) - w) / m.tau_w_ms
+                v_new = v + dt * dv
+            else:
+                g_tot = m.g_L_nS + ge + gi
+                v_inf = (m.g_L_nS * m.E_L_mV + ge * m.E_exc_mV + gi * m.E_inh_mV
+                         + m.I_e_pA) / g_tot
+                v_new = v_inf + (v - v_inf) * np.exp(-dt * g_tot / m.C_pF)
+            ge, gi = ge * de + arrive["exc"][k], gi * di + arrive["inh"][k]
+            free = hold == 0
+            v = np.where(free, v_new, v)
+            hold = np.maximum(hold - 1, 0)
+            fired = free & ((v >= m.V_peak_mV) if adex else (v > m.V_th_mV))
+            v = np.where(fired, m.V_reset_mV, v)
+            if adex:
+                w = np.where(fired, w + m.b_pA, w)
+            hold = np.where(fired, max(hold_steps - 1, 0), hold)
+            spikes[k] = fired
+            for state, value in (("v", v), ("w_adapt", w), ("g_exc", ge), ("g_inh", gi)):
+                if state in out:
+                    out[state][k] = value
+        _active(f"{m.kind} reference spikes", int(spikes.sum()), 3)
+        _equal(f"spikes of '{name}'", _spike_matrix(res, name, 2), spikes)
+        for state, want in out.items():
+            _close(f"'{name}.{state}'", _trace(res, f"{name}.{state}"), want, rtol=1e-9,
+                   atol=1e-8)
+
+
+SPECS.append(Spec(
+    "conductance", "CondLIF, CondAdEx (conductance synapses, exc and inh, delays > 1)",
+    build_conductance, 40.0, check_conductance,
+    "v, w, g and spikes against exponential Euler (CondLIF) / forward Euler (CondAdEx) with "
+    "the step-start conductances, exact conductance decay, refractory hold"))
+
+
+# --------------------------------------------------------------------------- timing convention
+def build_schedule_brian2() -> Network:
+    """A feed-forward network declared in Brian2's schedule: delays of 0, 1 and 3 steps onto
+    ``v`` and ``exc``, a refractory population with a reset to a value (v events gated) and a
+    population without refractoriness reset by subtraction."""
+    net = Network("schedule_brian2", dt_ms=0.1, schedule="brian2")
+    steps = np.arange(2, 190, 4)
+    net.spike_source("in", 3, np.arange(steps.size) % 3, steps * 0.1)
+    net.population("a", 3, LIF(tau_m_ms=10.0, tau_syn_exc_ms=3.0, v_rest_mV=-65.0,
+                               v_reset_mV=-70.0, v_thresh_mV=-58.0,
+                               tau_refrac_ms=np.array([0.3, 0.1, 0.5])))
+    net.population("b", 2, LIF(tau_m_ms=12.0, tau_syn_exc_ms=2.0, v_rest_mV=-65.0,
+                               v_reset_mV=-66.0, v_thresh_mV=-60.0, reset="subtract"))
+    # every input neuron reaches every neuron of a: v events fall inside refractory periods
+    net.connect("in", "a", AllToAll(), weight=4.0, delay_ms=0.0, target="v", name="in->a.v")
+    net.connect("in", "a", OneToOne(), weight=5.0, delay_ms=0.1, target="exc", name="in->a.exc")
+    net.connect("a", "b", FromArrays([0, 1, 2, 2], [0, 1, 0, 1]), weight=4.0, delay_ms=0.0,
+                target="v", name="a->b.v")
+    net.connect("a", "b", FromArrays([0, 1, 2], [1, 0, 1]), weight=3.0, delay_ms=0.3,
+                target="exc", name="a->b.exc")
+    net.record_spikes("a", "b")
+    net.record_state("a", "v")
+    net.record_state("b", "v")
+    return net
+
+
+def check_schedule_brian2(net: Network, res: Results) -> None:
+    """Brian2's default schedule, written out from its rules: integrate (v held while
+    refractory), threshold, add the events due this step (this step's spikes with delay 0
+    included; ``v`` events dropped at a neuron that fired, when it resets to a value or is
+    refractory-gated, and while it is refractory), reset."""
+    from evospike.realize import spike_time_steps
+
+    n, dt = res.n_steps, net.dt_ms
+    spikes: dict[str, np.ndarray] = {}
+    src = net.sources["in"]
+    spikes["in"] = np.zeros((n, src.size))
+    s_steps, s_neurons = spike_time_steps(src, dt)
+    keep = s_steps < n
+    spikes["in"][s_steps[keep], s_neurons[keep]] = 1.0
+    for name in ("a", "b"):  # feed-forward: a pre population is computed first
+        pop = net.populations[name]
+        m, size = pop.model, pop.size
+        events = {"v": np.zeros((n, size)), "exc": np.zeros((n, size))}
+        for proj in net.projections.values():
+            if proj.post != name:
+                continue
+            pre = spikes[proj.pre]
+            for s, (i, j) in enumerate(zip(proj.pre_indices(), proj.indices, strict=True)):
+                d = int(proj.delays[s])
+                events[proj.target][d:, j] += pre[:n - d, i] * proj.weights[s]
+        p = {k: np.broadcast_to(np.asarray(getattr(m, k), np.float64), (size,))
+             for k in ("tau_m_ms", "tau_syn_exc_ms", "v_rest_mV", "v_reset_mV", "v_thresh_mV",
+                       "tau_refrac_ms")}
+        a, e = np.exp(-dt / p["tau_m_ms"]), np.exp(-dt / p["tau_syn_exc_ms"])
+        k_ie = p["tau_syn_exc_ms"] / (p["tau_syn_exc_ms"] - p["tau_m_ms"]) * (e - a)
+        hold_steps = np.rint(p["tau_refrac_ms"] / dt).astype(int)
+        gated = bool(np.any(p["tau_refrac_ms"] > 0))
+        v, ie, hold = p["v_rest_mV"].copy(), np.zeros(size), np.zeros(size, int)
+        vs, fired_all = np.zeros((n, size)), np.zeros((n, size))
+        for k in range(n):
+            free = hold == 0
+            v = np.where(free, p["v_rest_mV"] + (v - p["v_rest_mV"]) * a + ie * k_ie, v)
+            ie = ie * e
+            hold = np.maximum(hold - 1, 0)
+            fired = free & (v > p["v_thresh_mV"])
+            if gated:
+                open_v = free & ~fired
+            else:
+                open_v = ~fired if m.reset == "value" else np.ones(size, bool)
+            v = v + np.where(open_v, events["v"][k], 0.0)
+            ie = ie + events["exc"][k]
+            if m.reset == "value":
+                v = np.where(fired, p["v_reset_mV"], v)
+            else:
+                v = v - fired * (p["v_thresh_mV"] - p["v_reset_mV"])
+            hold = np.where(fired, np.maximum(hold_steps - 1, 0), hold)
+            vs[k], fired_all[k] = v, fired
+        spikes[name] = fired_all
+        _active(f"reference spikes of '{name}'", int(fired_all.sum()), 5)
+        _equal(f"spikes of '{name}'", _spike_matrix(res, name, size), fired_all)
+        _close(f"'{name}.v'", _trace(res, f"{name}.v"), vs)
+
+
+SPECS.append(Spec(
+    "schedule-brian2", "Network(schedule='brian2'): Brian2's default schedule",
+    build_schedule_brian2, 20.0, check_schedule_brian2,
+    "v and spikes against Brian2's order written out: events after the threshold, delays 0 "
+    "to 3, v events gated by refractoriness, reset to a value and by subtraction"))

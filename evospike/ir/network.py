@@ -37,6 +37,7 @@ from evospike.ir.nodes import (
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
 from evospike.ir.pruning import TerminalAttractorPruning
 from evospike.ir.structural import StructuralPlasticity
+from evospike.ir.timing import MIN_DELAY_STEPS, SCHEDULES
 from evospike.memory_estimate import check_connect
 from evospike.units import steps_of
 
@@ -79,6 +80,15 @@ class Network:
     #: models (snnTorch, NIR) whose voltages carry no unit. Set it when the network is made:
     #: populations are checked against it as they are added.
     units: str = "mV"
+    #: the timing convention (`evospike.ir.timing.SCHEDULES`): "evospike" (events act before
+    #: the threshold of their arrival step, delays >= 1) or "brian2" (Brian2's default
+    #: schedule: events act after the threshold, delays >= 0, default delay 0). Set it when the
+    #: network is made: projections are checked against it as they are added.
+    schedule: str = "evospike"
+    #: provenance and conventions that are not dynamics (JSON-serialisable: str, numbers,
+    #: lists, dicts), e.g. ``metadata["nir"]``, the conventions `evospike.nir.load` read a NIR
+    #: file with; saved and loaded with the network
+    metadata: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -93,6 +103,9 @@ class Network:
         if not isinstance(self.units, str) or self.units not in UNIT_SYSTEMS:
             raise ValidationError("Network", self.name, "units", f"must be one of {UNIT_SYSTEMS}",
                                   self.units)
+        if not isinstance(self.schedule, str) or self.schedule not in SCHEDULES:
+            raise ValidationError("Network", self.name, "schedule",
+                                  f"must be one of {SCHEDULES}", self.schedule)
 
     # ------------------------------------------------------------------ lookup
     def size_of(self, name: str) -> int:
@@ -190,7 +203,8 @@ class Network:
 
         ``weight`` (in the unit of the target state: mV for LIF) is a scalar, one value per
         synapse in CSR order, or a distribution drawn with the connector's seed. ``delay_ms``
-        defaults to one time step and must be a whole number of steps."""
+        must be a whole number of steps; it defaults to the shortest delay of the network's
+        schedule: one step under "evospike", 0 (Brian2's default) under "brian2"."""
         pre_name, post_name = self._name_of(pre), self._name_of(post)
         proj_name = name or f"{pre_name}->{post_name}"
         if target not in CHANNELS:
@@ -220,7 +234,7 @@ class Network:
                 delay_ms = connector.delays_ms[order]
         weights = self._synapse_values(proj_name, "weight", weight, nnz, rng)
         if delay_ms is None:
-            delays = np.ones(nnz, dtype=np.int32)
+            delays = np.full(nnz, MIN_DELAY_STEPS[self.schedule], dtype=np.int32)
         else:
             d = real_array("Projection", proj_name, "delay_ms", delay_ms)
             if d.ndim == 0:

@@ -173,6 +173,12 @@ class NeuronModel:
     def _validate_relations(self, population: str | None) -> None:
         pass
 
+    def check_incoming(self, kind: str, name: str, channel: str, weights: object) -> None:
+        """Refuse synaptic input this model cannot take, naming the sending node (``kind``
+        ``name``: a Projection onto channel ``channel`` with ``weights``, or a PoissonInput with
+        its weight). Called before the generic "is not a channel" check, so that a model can
+        say what is missing; the base model takes any weight on any of its channels."""
+
     def time_constant_names(self) -> list[str]:
         """Parameters that are time constants of a decay (``tau_*_ms`` except refractory
         periods): each must be at least one time step."""
@@ -470,18 +476,188 @@ class AdEx(NeuronModel):
 
     def check_time_step(self, population: str, dt_ms: float) -> None:
         super().check_time_step(population, dt_ms)
-        tau_m = np.asarray(self.C_pF, dtype=np.float64) / np.asarray(self.g_L_nS,
-                                                                     dtype=np.float64)
-        too_long = dt_ms > tau_m * (1.0 + 1e-9)
-        if np.any(too_long):
-            raise _fail(self, population, "C_pF / g_L_nS",
-                        f"(the membrane time constant, ms) must be at least the time step "
-                        f"dt = {dt_ms} ms: forward Euler would diverge",
-                        first_bad(tau_m, too_long))
+        _check_euler_limit(self, population, dt_ms)
+
+
+def _check_euler_limit(model: NeuronModel, population: str, dt_ms: float) -> None:
+    """Forward Euler on the membrane diverges near dt = 2 C / g_L: refuse dt > C / g_L."""
+    tau_m = np.asarray(model.C_pF, dtype=np.float64) / np.asarray(  # type: ignore[attr-defined]
+        model.g_L_nS, dtype=np.float64)  # type: ignore[attr-defined]
+    too_long = dt_ms > tau_m * (1.0 + 1e-9)
+    if np.any(too_long):
+        raise _fail(model, population, "C_pF / g_L_nS",
+                    f"(the membrane time constant, ms) must be at least the time step "
+                    f"dt = {dt_ms} ms: forward Euler would diverge",
+                    first_bad(tau_m, too_long))
+
+
+#: the conductance channels of the conductance-based models, and the unit of their weights
+CONDUCTANCE_CHANNELS = ("exc", "inh")
+
+
+def _check_conductance_input(model: NeuronModel, kind: str, name: str, channel: str,
+                             weights: object) -> None:
+    """A conductance-based model takes conductance increments (nS, never negative) on
+    ``exc``/``inh``; anything else is refused saying what is missing."""
+    field = "target" if kind == "Projection" else "channel"
+    if channel not in CONDUCTANCE_CHANNELS:
+        raise ValidationError(kind, name, field,
+                              f"is not a channel of {model.kind} {CONDUCTANCE_CHANNELS}: a "
+                              "conductance-based neuron takes conductance increments (nS) on "
+                              "'exc' and 'inh' only and has no voltage-jump synapse (use LIF "
+                              "or AdEx for channel 'v')", channel)
+    w = np.asarray(weights, dtype=np.float64)
+    negative = w < 0
+    if np.any(negative):
+        raise ValidationError(kind, name, "weights" if kind == "Projection" else "weight",
+                              f"must be >= 0 onto channel '{channel}' of {model.kind}: a weight "
+                              "there is a conductance increment in nS, and inhibition comes "
+                              "from the reversal potential E_inh_mV, not from a negative sign",
+                              first_bad(w, negative))
+
+
+_PF = _Range(1e-3, 1e7, unit="pF", hint=" (capacitance in picofarads: is this a units slip?)")
+_NS = _Range(1e-4, 1e6, unit="nS", hint=" (conductance in nanosiemens: is this a units slip?)")
+
+
+@dataclass
+class CondLIF(NeuronModel):
+    """Leaky integrate-and-fire neuron with exponentially decaying synaptic *conductances* and
+    reversal potentials: PyNN's ``IF_cond_exp``, NEST's ``iaf_cond_exp``, the cell of the
+    Vogels-Abbott COBA network (Brette et al. 2007, benchmark 1). Units: pF, nS, mV, pA, ms
+    (nS * mV = pA, pA / pF = mV/ms)::
+
+        C dv/dt = g_L (E_L - v) + g_exc (E_exc - v) + g_inh (E_inh - v) + I_e + i_ext
+        tau_syn_exc dg_exc/dt = -g_exc,   tau_syn_inh dg_inh/dt = -g_inh
+
+    A spike is emitted when ``v > V_th_mV``; then ``v = V_reset_mV`` and ``v`` is held (not
+    integrated) for ``tau_refrac_ms`` while the conductances keep decaying (the LIF rule, see
+    `evospike.dynamics`).
+
+    **Weights.** Channels ``exc`` and ``inh`` only; a synaptic weight is a conductance
+    increment in **nS**, added to ``g_exc`` / ``g_inh`` when the event arrives, and must be
+    >= 0 (inhibition comes from ``E_inh_mV``, not from a sign). There is no ``v`` channel.
+    Injected currents (`Network.inject_current`) are in pA.
+
+    **Integration** (`evospike.dynamics.cond_lif_voltage`), per step of ``dt`` with the state
+    at the step start: the conductances decay exactly, ``g' = g exp(-dt / tau_syn)``, then this
+    step's events are added; ``v`` is advanced by exponential Euler with the conductances held
+    at their step-start values: with ``g_tot = g_L + g_exc + g_inh`` and
+    ``v_inf = (g_L E_L + g_exc E_exc + g_inh E_inh + I) / g_tot``,
+    ``v' = v_inf + (v - v_inf) exp(-dt g_tot / C)``. This is exact while the conductances are
+    constant, unconditionally stable, first order in ``dt`` otherwise (the error comes from
+    holding the decaying conductances fixed over a step: on the COBA cell under 6 and 67 nS
+    events it is at most 0.17 mV at dt = 0.1 ms and halves with dt; forward Euler's is three
+    times that; tests/test_coba.py). Brian2's ``exponential_euler`` computes the same update,
+    so the Brian2 backend matches it to rounding.
+
+    Defaults: the COBA benchmark cell (200 pF, 10 nS: tau_m = 20 ms; E_L = V_reset = -60 mV,
+    V_th = -50 mV, E_exc = 0 mV, E_inh = -80 mV, tau_syn 5 / 10 ms, 5 ms refractory).
+    States: ``v`` (mV), ``g_exc``, ``g_inh`` (nS).
+    """
+
+    kind: ClassVar[str] = "CondLIF"
+    state_names: ClassVar[tuple[str, ...]] = ("v", "g_exc", "g_inh")
+    channel_targets: ClassVar[dict[str, str]] = {"exc": "g_exc", "inh": "g_inh"}
+    ranges: ClassVar[dict[str, _Range]] = {
+        "C_pF": _PF, "g_L_nS": _NS, "E_L_mV": _MV, "V_th_mV": _MV, "V_reset_mV": _MV,
+        "E_exc_mV": _MV, "E_inh_mV": _MV, "tau_syn_exc_ms": _TAU, "tau_syn_inh_ms": _TAU,
+        "tau_refrac_ms": _TAU0, "I_e_pA": _PA,
+    }
+    voltage_params: ClassVar[tuple[str, ...]] = ("E_L_mV", "V_th_mV", "V_reset_mV", "E_exc_mV",
+                                                 "E_inh_mV")
+
+    C_pF: Param = 200.0
+    g_L_nS: Param = 10.0
+    E_L_mV: Param = -60.0
+    V_th_mV: Param = -50.0
+    V_reset_mV: Param = -60.0
+    E_exc_mV: Param = 0.0
+    E_inh_mV: Param = -80.0
+    tau_syn_exc_ms: Param = 5.0
+    tau_syn_inh_ms: Param = 10.0
+    tau_refrac_ms: Param = 5.0
+    I_e_pA: Param = 0.0
+
+    def default_initial(self) -> dict[str, Param]:
+        # each neuron at its own rest (E_L may be per neuron), no open synaptic conductance
+        return {"v": self.E_L_mV, "g_exc": 0.0, "g_inh": 0.0}
+
+    def _validate_relations(self, population: str | None) -> None:
+        _check_thresh_above_reset(self, population, "V_th_mV", "V_reset_mV")
+
+    def check_incoming(self, kind: str, name: str, channel: str, weights: object) -> None:
+        _check_conductance_input(self, kind, name, channel, weights)
+
+
+@dataclass
+class CondAdEx(NeuronModel):
+    """Adaptive exponential integrate-and-fire neuron (see `AdEx`) with exponentially decaying
+    synaptic conductances and reversal potentials: NEST's ``aeif_cond_exp``, PyNN's
+    ``EIF_cond_exp_isfa_ista``. Units: pF, nS, mV, pA, ms::
+
+        C dv/dt     = -g_L (v - E_L) + g_L Delta_T exp((min(v, V_peak) - V_T) / Delta_T)
+                      - w + g_exc (E_exc - v) + g_inh (E_inh - v) + I_e + i_ext
+        tau_w dw/dt = a (v - E_L) - w
+        tau_syn_exc dg_exc/dt = -g_exc,   tau_syn_inh dg_inh/dt = -g_inh
+
+    Spike at ``v >= V_peak_mV``: ``v = V_reset_mV``, ``w += b_pA``, ``v`` held for
+    ``tau_refrac_ms`` while ``w`` integrates and the conductances decay (as `AdEx`).
+
+    **Weights**: as `CondLIF`: channels ``exc``/``inh`` only, conductance increments in nS,
+    never negative. **Integration** (`evospike.dynamics.cond_adex_euler`): (v, w) by forward
+    Euler over one step (`AdEx`'s scheme, Brian2's ``euler``: the exponential term rules out
+    exponential Euler), with the synaptic current ``g (E - v)`` at the step start; the
+    conductances decay exactly and this step's events are then added. Forward Euler is stable
+    while ``dt (g_L + g_exc + g_inh) / C < 2``: a time step longer than ``C / g_L`` is refused,
+    and the open synaptic conductance must stay well below ``C / dt`` (2000 nS for 200 pF at
+    0.1 ms).
+
+    Defaults: `AdEx`'s (Brette & Gerstner 2005) with E_exc = 0 mV, E_inh = -80 mV and 5 ms
+    synaptic time constants. States: ``v`` (mV), ``w_adapt`` (pA), ``g_exc``, ``g_inh`` (nS).
+    """
+
+    kind: ClassVar[str] = "CondAdEx"
+    state_names: ClassVar[tuple[str, ...]] = ("v", "w_adapt", "g_exc", "g_inh")
+    channel_targets: ClassVar[dict[str, str]] = {"exc": "g_exc", "inh": "g_inh"}
+    ranges: ClassVar[dict[str, _Range]] = {**AdEx.ranges, "E_exc_mV": _MV, "E_inh_mV": _MV}
+    voltage_params: ClassVar[tuple[str, ...]] = AdEx.voltage_params + ("E_exc_mV", "E_inh_mV")
+
+    C_pF: Param = 281.0
+    g_L_nS: Param = 30.0
+    E_L_mV: Param = -70.6
+    V_T_mV: Param = -50.4
+    Delta_T_mV: Param = 2.0
+    a_nS: Param = 4.0
+    tau_w_ms: Param = 144.0
+    b_pA: Param = 80.5
+    V_reset_mV: Param = -70.6
+    V_peak_mV: Param = 0.0
+    tau_refrac_ms: Param = 0.0
+    E_exc_mV: Param = 0.0
+    E_inh_mV: Param = -80.0
+    tau_syn_exc_ms: Param = 5.0
+    tau_syn_inh_ms: Param = 5.0
+    I_e_pA: Param = 0.0
+
+    def default_initial(self) -> dict[str, Param]:
+        return {"v": self.E_L_mV, "w_adapt": 0.0, "g_exc": 0.0, "g_inh": 0.0}
+
+    def _validate_relations(self, population: str | None) -> None:
+        _check_thresh_above_reset(self, population, "V_peak_mV", "V_reset_mV")
+        _check_thresh_above_reset(self, population, "V_peak_mV", "V_T_mV")
+
+    def check_time_step(self, population: str, dt_ms: float) -> None:
+        super().check_time_step(population, dt_ms)
+        _check_euler_limit(self, population, dt_ms)
+
+    def check_incoming(self, kind: str, name: str, channel: str, weights: object) -> None:
+        _check_conductance_input(self, kind, name, channel, weights)
 
 
 NEURON_MODELS: dict[str, type[NeuronModel]] = {
-    cls.kind: cls for cls in (LIF, AdaptiveLIF, CubaLIF, Izhikevich, AdEx)
+    cls.kind: cls for cls in (LIF, AdaptiveLIF, CubaLIF, Izhikevich, AdEx, CondLIF, CondAdEx)
 }
 
-__all__ = ["NeuronModel", "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "AdEx", "NEURON_MODELS"]
+__all__ = ["NeuronModel", "LIF", "AdaptiveLIF", "CubaLIF", "Izhikevich", "AdEx", "CondLIF",
+           "CondAdEx", "CONDUCTANCE_CHANNELS", "NEURON_MODELS"]

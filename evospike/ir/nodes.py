@@ -15,6 +15,7 @@ from evospike.errors import ValidationError, first_bad, real_array, real_number
 from evospike.ir.checks import check_name
 from evospike.ir.distributions import Normal, Uniform
 from evospike.ir.neurons import NeuronModel
+from evospike.ir.timing import MIN_DELAY_STEPS
 
 InitialValue = float | np.ndarray | Uniform | Normal
 
@@ -223,7 +224,8 @@ class Projection:
 
     Row i holds synapses ``indptr[i]:indptr[i+1]``: targets ``indices``, ``weights`` (added to
     channel ``target`` of the postsynaptic neuron, in that state's unit) and ``delays`` in time
-    steps (>= 1; a spike emitted at step n arrives at step n + delay)."""
+    steps (a spike emitted at step n is due at step n + delay; >= 1 under the network's
+    schedule "evospike", >= 0 under "brian2", see `evospike.ir.timing`)."""
 
     collection: ClassVar[str] = "projections"
     name: str
@@ -276,10 +278,9 @@ class Projection:
             else:
                 raise ValidationError(kind, name, "delays", "must be whole time steps",
                                       delays[delays != np.round(delays)][0])
-        if nnz and delays.min() < 1:
-            raise ValidationError(kind, name, "delays",
-                                  "must be >= 1 time step (a spike cannot arrive in the step "
-                                  "it is emitted)", int(delays.min()))
+        if nnz and delays.min() < 0:  # the network's schedule sets the minimum (check)
+            raise ValidationError(kind, name, "delays", "must not be negative",
+                                  int(delays.min()))
         self.indptr = indptr.astype(np.int64)
         self.indices = indices.astype(np.int32 if self.n_post < 2**31 else np.int64)
         self.weights = weights
@@ -305,7 +306,15 @@ class Projection:
         if self.post not in net.populations:
             raise ValidationError("Projection", self.name, "post",
                                   "must be a population (sources only send)", self.post)
+        least = MIN_DELAY_STEPS[net.schedule]
+        if self.n_synapses and self.delays.min() < least:
+            raise ValidationError("Projection", self.name, "delays",
+                                  f"must be >= {least} time step under schedule "
+                                  f"'{net.schedule}' (its events act before the threshold: a "
+                                  "spike cannot arrive in the step it is emitted; "
+                                  "schedule='brian2' carries delay 0)", int(self.delays.min()))
         model = net.populations[self.post].model
+        model.check_incoming("Projection", self.name, self.target, self.weights)
         if self.target not in model.channels:
             raise ValidationError("Projection", self.name, "target",
                                   f"is not a channel of {model.kind} {model.channels}",
@@ -386,6 +395,7 @@ class PoissonInput:
             raise ValidationError(kind, name, "target", "must be a population of the network",
                                   self.target)
         pop = net.populations[self.target]
+        pop.model.check_incoming(kind, name, self.channel, self.weight)
         if self.channel not in pop.model.channels:
             raise ValidationError(kind, name, "channel",
                                   f"is not a channel of {pop.model.kind} {pop.model.channels}",

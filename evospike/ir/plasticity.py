@@ -275,7 +275,7 @@ class Homeostasis:
     def check(self, net) -> None:
         check_population(self, net)
         model_kind = net.populations[self.population].model.kind
-        if self.mechanism == "threshold" and model_kind in ("Izhikevich", "AdEx"):
+        if self.mechanism == "threshold" and model_kind in ("Izhikevich", "AdEx", "CondAdEx"):
             # their spike cut v_peak is a numerical bound of the upswing, not a threshold
             raise ValidationError(self.kind, self.name, "mechanism",
                                   f"'threshold' needs a threshold model ({model_kind} has "

@@ -3,7 +3,8 @@
 Layout (format ``evospike-network``, version 1)::
 
     /                      attrs: format, version, name, dt_ms, units (absent in files written
-                           before it existed: "mV")
+                           before it existed: "mV"), schedule (absent in older files:
+                           "evospike")
     /populations/<name>    attrs: size, model (kind), reset; group params/ (dataset per
                            parameter, scalar or per neuron); group initial/ (dataset, or attrs
                            distribution/a/b for a distribution)
@@ -25,6 +26,7 @@ Layout (format ``evospike-network``, version 1)::
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from pathlib import Path
 
@@ -94,7 +96,9 @@ def _unopt(value):
 def save_network(net: Network, path: str | os.PathLike) -> None:
     with atomic_h5(path) as f:
         f.attrs.update(format=FORMAT, version=VERSION, name=net.name, dt_ms=net.dt_ms,
-                       units=net.units)
+                       units=net.units, schedule=net.schedule)
+        if net.metadata:  # JSON: plain data, read back without running anything
+            f.attrs["metadata"] = json.dumps(net.metadata)
         pops = f.create_group("populations", track_order=True)
         for pop in net.populations.values():
             g = pops.create_group(pop.name, track_order=True)
@@ -305,7 +309,16 @@ def _load_network(path: Path) -> Network:
                                 f"this EvoSpike reads 1 to {VERSION}")
         # before any population is added: each is checked against the network's units
         units = _text(f, "units") if "units" in f.attrs else "mV"
-        net = Network(_text(f, "name"), _real(f, "dt_ms"), units=units)
+        # before any projection is added: its delays are checked against the schedule
+        schedule = _text(f, "schedule") if "schedule" in f.attrs else "evospike"
+        net = Network(_text(f, "name"), _real(f, "dt_ms"), units=units, schedule=schedule)
+        if "metadata" in f.attrs:
+            try:
+                net.metadata = json.loads(_text(f, "metadata"))
+            except ValueError as exc:
+                raise _Malformed(f"{_where(f)} attribute metadata is not JSON ({exc})") from None
+            if not isinstance(net.metadata, dict):
+                raise _Malformed(f"{_where(f)} attribute metadata must be a JSON object")
         for name, g in _item(f, "populations").items():
             cls = _known(NEURON_MODELS, _text(g, "model"), "model", g)
             params = {k: _get(g["params"], k) for k in _item(g, "params")}

@@ -22,31 +22,46 @@ from .neuron import StepConstants, lif_sequence, lif_step
 
 
 class _SpikeLinear(torch.autograd.Function):
-    """``s @ W.T`` with the event-driven C products (`native.spike_matmul`) for the forward
-    and the weight gradient; the input gradient ``g @ W`` stays a dense product."""
+    """``s @ W.T`` with the event-driven C products (`native.SpikeRows`) for the forward and
+    the weight gradient; the input gradient ``g @ W`` stays a dense product."""
 
     @staticmethod
-    def forward(ctx, s, weight):
-        ctx.save_for_backward(s, weight)
-        return native.spike_matmul(s, weight)
+    def forward(ctx, s, weight, rows):
+        ctx.save_for_backward(weight)
+        ctx.rows, ctx.in_shape = rows, s.shape
+        T, B = s.shape[:2]
+        return rows.matmul(weight).reshape(T, B, -1)
 
     @staticmethod
     def backward(ctx, g):
-        s, weight = ctx.saved_tensors
-        g_s = g @ weight.to(g.dtype) if ctx.needs_input_grad[0] else None
-        g_w = native.spike_weight_grad(s, g) if ctx.needs_input_grad[1] else None
-        return g_s, g_w
+        (weight,) = ctx.saved_tensors
+        g_s = (g @ weight.to(g.dtype)).reshape(ctx.in_shape) if ctx.needs_input_grad[0] \
+            else None
+        g_w = ctx.rows.weight_grad(g) if ctx.needs_input_grad[1] else None
+        return g_s, g_w, None
 
 
-def spike_linear(s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``F.linear(s, weight)`` over (T, B, F) spikes; event-driven on the CPU when few inputs
-    spiked (fewer than `native.SPARSE_BELOW` of them), a dense product otherwise."""
+def sparse_rows(s: torch.Tensor, weight: torch.Tensor) -> native.SpikeRows | None:
+    """The non-zeros of ``s`` (T, B, F) when the event-driven product with ``weight`` pays
+    (CPU kernel, `native.sparse_pays` for the density and output width), else None."""
+    if native.available(s) and weight.dtype == s.dtype and \
+            native.sparse_possible(weight.shape[0]):
+        rows = native.SpikeRows(s)
+        if native.sparse_pays(rows.density, weight.shape[0], s.dtype):
+            return rows
+    return None
+
+
+def spike_linear(s: torch.Tensor, weight: torch.Tensor,
+                 rows: native.SpikeRows | None = None) -> torch.Tensor:
+    """``F.linear(s, weight)`` over (T, B, F) spikes; on the CPU event-driven when few inputs
+    spiked (`sparse_rows`; ``rows``: already counted), a dense product otherwise."""
     T, B = s.shape[:2]
-    flat = s.reshape(T * B, -1)
-    if native.available(flat) and weight.dtype == flat.dtype and \
-            int(torch.count_nonzero(flat)) < native.SPARSE_BELOW * flat.numel():
-        return _SpikeLinear.apply(flat, weight).reshape(T, B, -1)
-    return F.linear(flat, weight).reshape(T, B, -1)
+    if rows is None:
+        rows = sparse_rows(s.reshape(T, B, -1), weight)
+    if rows is not None:
+        return _SpikeLinear.apply(s, weight, rows)
+    return F.linear(s.reshape(T * B, -1), weight).reshape(T, B, -1)
 
 
 def delay_one_step(z: torch.Tensor) -> torch.Tensor:

@@ -68,9 +68,10 @@ def build_model(cfg: TrainConfig, splits: Splits) -> torch.nn.Module:
         name = spec.pop("reference")
         return build_reference(name, n_classes=splits.n_classes,
                                sample_shape=splits.sample_shape, extra=splits.extra, **spec)
+    from .leaky_model import LeakyNetwork, is_leaky_spec
     from .model import SpikingNetwork
 
-    model = SpikingNetwork(spec)
+    model = LeakyNetwork(spec) if is_leaky_spec(spec) else SpikingNetwork(spec)
     if model.n_classes != splits.n_classes:
         raise EvoSpikeError(f"model: the readout has {model.n_classes} neurons but the data set "
                             f"has {splits.n_classes} classes")
@@ -157,11 +158,23 @@ class Trainer:
         for start in range(0, len(data), batch_size):
             x = data.x[start:start + batch_size].to(self.device)
             y = data.y[start:start + batch_size].to(self.device)
-            logits = self.model(x)
-            total_loss += float(F.cross_entropy(logits * self.cfg.logit_scale, y,
-                                                weight=self.loss_weight, reduction="sum"))
+            if hasattr(self.model, "loss_and_logits"):
+                loss, logits = self._loss(x, y)
+                total_loss += float(loss) * len(y)
+            else:
+                logits = self.model(x)
+                total_loss += float(F.cross_entropy(logits * self.cfg.logit_scale, y,
+                                                    weight=self.loss_weight, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
         return total_loss / len(data), correct / len(data)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean batch loss, logits): the model's own output loss when it has one (a
+        `LeakyNetwork`'s snnTorch losses), else cross-entropy of the scaled logits."""
+        if hasattr(self.model, "loss_and_logits"):
+            return self.model.loss_and_logits(x, y, weight=self.loss_weight)
+        logits = self.model(x)
+        return F.cross_entropy(logits * self.cfg.logit_scale, y, weight=self.loss_weight), logits
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
@@ -195,8 +208,7 @@ class Trainer:
         for start in batches:
             idx = order[start:start + cfg.batch_size]
             x, y = data.x[idx].to(self.device), data.y[idx].to(self.device)
-            logits = self.model(x)
-            loss = F.cross_entropy(logits * cfg.logit_scale, y, weight=self.loss_weight)
+            loss, logits = self._loss(x, y)
             factor = self.modulator.factor(float(loss.detach())) if self.modulator else 1.0
             factors.append(factor)
             for group in self.optimizer.param_groups:
@@ -351,6 +363,9 @@ class Trainer:
         }
         if self.pruner is not None:
             summary["pruning"] = self._pruning_summary()
+        from .class_report import write_test_report  # per-class figures: never a bare accuracy
+
+        summary.update(write_test_report(self))
         if self.history:
             self.plot(self.out / "learning_curve.png")
         if not hasattr(self.model, "to_network"):

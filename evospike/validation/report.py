@@ -171,6 +171,8 @@ class ValidationReport:
             f"**Verdict: {self.verdict.upper()}** ({self.reason})",
             "",
             f"- dt {m.get('dt_ms')} ms, {m.get('n_steps')} steps = {m.get('duration_ms')} ms",
+            f"- timing convention (schedule): candidate {m.get('candidate_schedule')}, "
+            f"reference {m.get('reference_schedule')}",
             f"- seeds: candidate {m.get('candidate_seeds')}, reference "
             f"{m.get('reference_seeds')}, further reference runs "
             f"{m.get('reference_seed_runs')}",
@@ -418,6 +420,10 @@ def _input_warnings(candidate: Results, reference: Results,
     if sc is not None and sr is not None and sc != sr:
         out.append(f"candidate seed {sc} differs from reference seed {sr}: exact agreement "
                    "is not expected")
+    if candidate.schedule != reference.schedule:
+        out.append(f"candidate ran schedule '{candidate.schedule}', the reference "
+                   f"'{reference.schedule}': different discrete-time models, exact agreement "
+                   "is not expected")
     if not all(r.complete for r in (candidate, reference, *reference_seeds)):
         out.append("an input run is marked incomplete (interrupted)")
     for k, r in enumerate(reference_seeds):
@@ -440,6 +446,7 @@ def _meta(candidate: Results, reference: Results, reference_seeds: list[RunSumma
         "dt_ms": reference.dt_ms, "n_steps": reference.n_steps,
         "duration_ms": reference.duration_ms,
         "candidate_seeds": c.get("seeds"), "reference_seeds": r.get("seeds"),
+        "candidate_schedule": candidate.schedule, "reference_schedule": reference.schedule,
         "reference_seed_runs": [s.meta.get("seeds") for s in reference_seeds],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })

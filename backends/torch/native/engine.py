@@ -18,6 +18,22 @@ value changed, so that it is torch's exp and rounds the same. Every other proces
 memory tiers, apoptosis, energy budgets, structural plasticity, pruning) is refused
 (`native_unavailable_reason`) and runs on the eager engine.
 
+It carries `PoissonInput` (the counts of EvoSpike's keyed draws, the very tensor the eager
+engine adds, `TPoissonInput.drive`, handed to the kernel chunk by chunk like the injected
+currents) and the conductance models `CondLIF` and `CondAdEx`; their exp is the function
+torch's own exp calls (MKL's vmsExp / vmdExp in torch's CPU builds), found in the loaded torch
+library and checked equal to torch.exp (`torch_exp_function`), or the populations are refused.
+
+Threads (`threads`, default all cores): a batch of at least as many trials as threads runs
+its trials in parallel, one per thread at a time; otherwise, when a number of threads is given
+explicitly, each trial's network is split across the threads (neurons partitioned, the
+propagation partitioned by target, in the serial order of additions: bit-identical for any
+thread count), when it has at least `MIN_NEURONS_PER_THREAD` neurons per thread (fewer are
+faster on one thread). The split needs idle cores (three barriers a step), so the default
+(None) does not split. A network with a
+Metaplasticity of a time constant runs its trials one after another (its callback recomputes
+every trial's decay in torch). `NativeEngine.threads` / `.threading` say what ran.
+
 What the kernel carries is declared, node kind by node kind, in `CARRIED` (neuron models,
 sources, projections, plasticity rules, processes, monitors); any other kind, a subclass of a
 carried one included (it may compute something else), is refused by name: ``engine="native"``
@@ -26,13 +42,16 @@ fails naming it, ``engine="auto"`` runs the eager engine and says why in ``engin
 from __future__ import annotations
 
 import ctypes
+import os
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from evospike.dynamics import LinearStep
+from evospike.dynamics import CondAdExStep, ConductanceStep, LinearStep
 from evospike.ir.modulators import Modulator
-from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CubaLIF, Izhikevich
+from evospike.ir.neurons import LIF, AdaptiveLIF, AdEx, CondAdEx, CondLIF, CubaLIF, Izhikevich
 from evospike.ir.nodes import (
     CHANNELS,
     CurrentInput,
@@ -46,27 +65,86 @@ from evospike.ir.nodes import (
     WeightMonitor,
 )
 from evospike.ir.plasticity import STDP, Homeostasis, Metaplasticity, RewardModulatedSTDP
+from evospike.ir.timing import schedule_refusals
 from evospike.native_build import NativeBuildError
+from evospike.realize import POISSON_CHUNK_STEPS
 from evospike.registry import Registry, label
 
 from ..processes import THomeostasis, TMetaplasticity, TModulator
-from .build import load_kernel
+from .build import kernel_has_openmp, load_kernel, openmp_note
 
 MAX_STATES = 4
+#: a trial's network is split across threads only with at least this many neurons per thread:
+#: below it the three barriers of each step cost more than the threads save (measured on a
+#: loaded 2-core VM, docs/BENCHMARKS.md: CUBA 4000 split in two ran far slower, 16000 faster)
+MIN_NEURONS_PER_THREAD = 4096
+#: the conductance models' constants, in the order of kernel.c's C_* (one value per neuron)
+COND_KEYS = ("g_L", "E_L", "E_exc", "E_inh", "I_e", "dt_over_C", "decay_exc", "decay_inh", "C",
+             "V_T", "Delta_T", "a", "tau_w", "b", "v_peak")
+#: MKL's VML_HA | VML_FTZDAZ_OFF | VML_ERRMODE_IGNORE: the mode torch's exp calls vm?Exp with
+VML_MODE = 0x2 | 0x140000 | 0x100
 
 #: the node kinds kernel.c carries; the engine reads each from the torch backend's tensors
 CARRIED = Registry("native kernel", "update")
 CARRIED.carry(Population, LIF, AdaptiveLIF, CubaLIF, Izhikevich)  # linear step, Izhikevich
-CARRIED.carry(PoissonSource, SpikeTimesSource, CurrentInput, Projection)
+CARRIED.carry(CondLIF, CondAdEx)  # with torch's exp (torch_exp_function)
+CARRIED.carry(PoissonSource, SpikeTimesSource, CurrentInput, PoissonInput, Projection)
 CARRIED.carry(STDP, RewardModulatedSTDP)  # plain, modulated and three-factor pair STDP
 CARRIED.carry(Modulator, Homeostasis, Metaplasticity)
 CARRIED.carry(SpikeMonitor, StateMonitor, WeightMonitor)
 CARRIED.refuse(AdEx, "no exponential integrate-and-fire update in kernel.c")
-CARRIED.refuse(PoissonInput, "kernel.c draws no per-step afferent counts (the eager engine "
-               "carries it)")
 REFRESH = ctypes.CFUNCTYPE(None)  # Meta.refresh: recompute a rule's decays after a tau change
 I32, I64 = ctypes.c_int32, ctypes.c_int64
 P = ctypes.c_void_p
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (the default number of kernel threads)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@cache
+def torch_exp_function(precision: str) -> tuple[int | None, str]:
+    """(address, "") of the C function torch's exp computes with for ``precision``, or (None,
+    why not). Torch's CPU builds with MKL compute exp with MKL's vmsExp / vmdExp (ATen's
+    vml.h); the kernel calls the same function, found in the loaded torch library, so the
+    conductance models round as in the eager engine. Used only if it equals torch.exp on a
+    probe of values spanning the range (and the special values), else refused."""
+    name = "vmsExp" if precision == "float32" else "vmdExp"
+    dtype = torch.float32 if precision == "float32" else torch.float64
+    lib_dir = Path(torch.__file__).parent / "lib"
+    func = None
+    for path in sorted(lib_dir.glob("libtorch_cpu*")) + sorted(lib_dir.glob("libmkl_rt*")):
+        try:
+            func = getattr(ctypes.CDLL(str(path)), name)
+            break
+        except (OSError, AttributeError):
+            continue
+    if func is None:
+        return None, (f"this torch build ({torch.__version__}) exposes no {name} (MKL), so "
+                      "kernel.c cannot compute exp as torch.exp does")
+    func.restype = None
+    func.argtypes = [ctypes.c_int32, P, P, ctypes.c_int64]
+    rng = np.random.default_rng(0)
+    probe = np.concatenate([rng.uniform(-1.0, 1.0, 50_000), rng.uniform(-0.1, 0.0, 50_000),
+                            rng.uniform(-100.0, 100.0, 50_000), [0.0, -0.0, np.inf, -np.inf,
+                                                                  np.nan, 1e-300, -1e-300,
+                                                                  800.0, -800.0]])
+    x = torch.as_tensor(probe).to(dtype)
+    want = torch.exp(x).numpy()
+    got = np.empty_like(want)
+    xs = np.ascontiguousarray(x.numpy())
+    for lo in range(0, xs.size, 256):  # in the kernel's blocks
+        hi = min(lo + 256, xs.size)
+        func(hi - lo, xs[lo:].ctypes.data, got[lo:].ctypes.data, VML_MODE)
+    same = (want.view(np.uint8) == got.view(np.uint8)).reshape(want.size, -1).all(axis=1)
+    if not same.all():
+        return None, (f"{name} of this torch build differs from torch.exp on "
+                      f"{int((~same).sum())} of {same.size} probe values")
+    return ctypes.cast(func, P).value, ""
 
 
 def _real(precision: str):
@@ -86,7 +164,8 @@ def _structs(precision: str):
             ("current", P), ("izh", P * 8), ("izh_n", I32 * 8), ("ch_exc", I32),
             ("ch_inh", I32), ("ch_v", I32), ("dt_ms", R), ("fired", P), ("n_fired", I64),
             ("record", I32), ("out_step", P), ("out_flat", P), ("out_cap", I64),
-            ("out_count", I64), ("theta_h", P),
+            ("out_count", I64), ("theta_h", P), ("cond", P * len(COND_KEYS)), ("vexp", P),
+            ("vexp_mode", I64),
         ]
 
     class Proj(ctypes.Structure):
@@ -100,7 +179,7 @@ def _structs(precision: str):
             ("col_pre", P), ("pending", P), ("pending_n", P), ("mod_level", P),
             ("modulation", I32), ("gate_threshold", R), ("scale_gain", R),
             ("three_factor", I32), ("elig", P), ("decay_e", R), ("lr_dt", R),
-            ("w_stride", I64),
+            ("w_stride", I64), ("rows_sorted", I32),
         ]
 
     class Src(ctypes.Structure):
@@ -133,7 +212,17 @@ def _structs(precision: str):
             ("p_max", R), ("amplitude", P), ("refresh", REFRESH),
         ]
 
-    return Pop, Proj, Src, Mod, Homeo, Meta
+    class Inp(ctypes.Structure):
+        _fields_ = [("pop", I32), ("channel", I32), ("drive", P)]
+
+    class Net(ctypes.Structure):
+        _fields_ = [
+            ("pops", P), ("n_pops", I32), ("srcs", P), ("n_srcs", I32), ("projs", P),
+            ("n_projs", I32), ("mods", P), ("n_mods", I32), ("homeos", P), ("n_homeos", I32),
+            ("metas", P), ("n_metas", I32), ("inps", P), ("n_inps", I32),
+        ]
+
+    return Pop, Proj, Src, Mod, Homeo, Meta, Inp, Net
 
 
 def native_unavailable_reason(cn) -> str | None:
@@ -146,6 +235,10 @@ def native_unavailable_reason(cn) -> str | None:
     for pop in cn.populations.values():
         if len(pop.step.state_names) > MAX_STATES:
             return f"population '{pop.name}' has more than {MAX_STATES} state variables"
+        if isinstance(pop.step, ConductanceStep):
+            address, why = torch_exp_function(cn.config.precision)
+            if address is None:
+                return f"population '{pop.name}' ({type(pop.step).__name__}): {why}"
     try:
         load_kernel(cn.config.precision)
     except (NativeBuildError, OSError) as exc:
@@ -156,7 +249,7 @@ def native_unavailable_reason(cn) -> str | None:
 def refusals(network) -> list[str]:
     """What the kernel does not carry in ``network``, one line per group, every node named
     (empty: it carries every node)."""
-    net, out = network, []
+    net, out = network, schedule_refusals(network, "torch native")
     procs = [p for p in net.processes.values() if not CARRIED.carries(p)]
     if procs:
         out.append("of the processes it carries only Modulators, Homeostasis and "
@@ -185,11 +278,16 @@ def _ptr(t) -> int | None:
 
 
 class NativeEngine:
-    def __init__(self, cn):
+    """The kernel's view of a compiled network. ``threads``: the most CPU threads to use
+    (None: every core this process may use); after construction ``threads`` is the number
+    that runs and ``threading`` how: "trials" (trials in parallel), "network" (each trial's
+    network split across the threads) or "one"."""
+
+    def __init__(self, cn, threads: int | None = None):
         self.cn = cn
         self.lib = load_kernel(cn.config.precision)
         self.np_dtype = np.float32 if cn.config.precision == "float32" else np.float64
-        Pop, Proj, Src, Mod, Homeo, Meta = _structs(cn.config.precision)
+        Pop, Proj, Src, Mod, Homeo, Meta, Inp, Net = _structs(cn.config.precision)
         self._keep: list = []  # arrays (and callbacks) the structs point into
         self._callback_error: BaseException | None = None  # raised in a Meta.refresh call
         trials = len(cn.config.seeds)
@@ -232,6 +330,7 @@ class NativeEngine:
                     c.delays32 = _ptr(proj.delays)
             c.uniform_delay = proj.uniform_delay
             c.channel = proj.channel_slot
+            c.rows_sorted = int(_rows_sorted(proj.indptr.numpy(), proj.indices.numpy()))
             if proj.plastic is not None:
                 self._fill_plastic(c, proj)
         self.n_pops, self.n_srcs, self.n_projs = len(pops), len(self.src_names), len(projs)
@@ -249,17 +348,85 @@ class NativeEngine:
         for slot, proc in enumerate(metas):
             self._fill_metaplasticity(self.metas[slot], proc)
         self.n_homeos, self.n_metas = len(homeos), len(metas)
-        # recording buffers, allocated once: (struct, node, steps, flat indices); the kernel
-        # stops at a step boundary before they could overflow and the caller empties them
-        self._buffers = []
-        named = [*zip(self.pops[: self.n_pops], self.pop_names, strict=True),
-                 *zip(self.srcs[: self.n_srcs], self.src_names, strict=True)]
+        # PoissonInputs, in the eager engine's order (cn.inputs): their drive is pointed at
+        # per call
+        self.inputs = list(cn.inputs.values())
+        self.inps = (Inp * max(1, len(self.inputs)))()
+        for slot, tinp in enumerate(self.inputs):
+            self.inps[slot].pop = self.pop_names.index(tinp.target)
+            self.inps[slot].channel = tinp.channel_slot
+        self._plan_threads(threads, trials, metas)
+        # one lane per thread of a batch (lane 0 otherwise): the structs holding scratch
+        # (fired lists, recording buffers, homeostasis factors) are the lane's own copies;
+        # the kernel stops at a step boundary before a buffer could overflow and the caller
+        # empties them
+        self.Net = Net
+        self.lanes = (Net * self.threads)() if self.threading == "trials" else (Net * 1)()
+        self._buffers: list[list] = []  # per lane: (struct, node, steps, flat)
+        self._lane_structs: list[tuple] = []  # per lane: (pops, srcs)
+        for lane in range(len(self.lanes)):
+            self._make_lane(lane, Pop, Src, Homeo)
+
+    def _plan_threads(self, threads: int | None, trials: int, metas: list) -> None:
+        """How many threads run, and how (see the class docstring)."""
+        most = available_cores() if threads is None else int(threads)
+        if not kernel_has_openmp(self.cn.config.precision):
+            most = 1  # built without OpenMP (build.py says why)
+        self.threads, self.threading = 1, "one"
+        serial_trials = any(m.refresh for m in self.metas[: len(metas)])
+        if most > 1 and trials >= most and not serial_trials:
+            self.threads, self.threading = most, "trials"
+        elif most > 1 and threads is not None:
+            # only when asked for: the barriers of each step make a split network much slower
+            # when the cores are busy with other work (docs/BENCHMARKS.md)
+            neurons = sum(p.size for p in self.cn.populations.values())
+            split = min(most, neurons // max(1, MIN_NEURONS_PER_THREAD))
+            if split > 1:
+                self.threads, self.threading = split, "network"
+
+    def describe_threads(self) -> str:
+        """How the threads ran, for the results' metadata ("threading")."""
+        text = {"trials": "native kernel, trials in parallel",
+                "network": "native kernel, each trial's network split across the threads",
+                "one": "native kernel, one thread"}[self.threading]
+        note = openmp_note(self.cn.config.precision)
+        return f"{text}; {note}" if note else text
+
+    def _make_lane(self, lane: int, Pop, Src, Homeo) -> None:
+        if lane == 0:
+            pops, srcs, homeos = self.pops, self.srcs, self.homeos
+        else:
+            pops = type(self.pops).from_buffer_copy(self.pops)
+            srcs = type(self.srcs).from_buffer_copy(self.srcs)
+            homeos = type(self.homeos).from_buffer_copy(self.homeos)
+            for slot, name in enumerate(self.pop_names):
+                pops[slot].fired = _ptr(self._arr(np.zeros(self.cn.network.size_of(name)),
+                                                  np.int64))
+            for h in homeos[: self.n_homeos]:
+                if h.scaling:
+                    h.factor = _ptr(self._arr(np.zeros(self.cn.network.size_of(
+                        self.pop_names[h.pop]))))
+        self._keep += [pops, srcs, homeos]
+        net = self.lanes[lane]
+        net.pops, net.n_pops = ctypes.addressof(pops), self.n_pops
+        net.srcs, net.n_srcs = ctypes.addressof(srcs), self.n_srcs
+        net.projs, net.n_projs = ctypes.addressof(self.projs), self.n_projs
+        net.mods, net.n_mods = ctypes.addressof(self.mods), len(self.mod_names)
+        net.homeos, net.n_homeos = ctypes.addressof(homeos), self.n_homeos
+        net.metas, net.n_metas = ctypes.addressof(self.metas), self.n_metas
+        net.inps, net.n_inps = ctypes.addressof(self.inps), len(self.inputs)
+        buffers = []
+        named = [*zip(pops[: self.n_pops], self.pop_names, strict=True),
+                 *zip(srcs[: self.n_srcs], self.src_names, strict=True)]
         for s, name in named:
             if s.record:
                 cap = max(1 << 16, 8 * s.n)
                 steps, flat = np.empty(cap, np.int64), np.empty(cap, np.int64)
                 s.out_step, s.out_flat, s.out_cap = steps.ctypes.data, flat.ctypes.data, cap
-                self._buffers.append((s, name, steps, flat))
+                self._keep += [steps, flat]
+                buffers.append((s, name, steps, flat))
+        self._buffers.append(buffers)
+        self._lane_structs.append((pops, srcs))
 
     def _fill_plastic(self, c, proj) -> None:
         pl, rule = proj.plastic, proj.plastic.rule
@@ -405,6 +572,19 @@ class NativeEngine:
             s.reset_subtract = int(st.reset_subtract)
             s.has_refractory = int(pop.has_refractory)
             s.hold_steps = _ptr(per_neuron["hold_steps"])
+        elif isinstance(pop.step, ConductanceStep):
+            s.kind = 3 if isinstance(pop.step, CondAdExStep) else 2
+            for j, key in enumerate(COND_KEYS):
+                if key in c:  # CondLIF has no AdEx constants
+                    s.cond[j] = _ptr(self._arr(np.broadcast_to(c[key].numpy(), (pop.size,))))
+            s.v_thresh = _ptr(self._arr(np.broadcast_to(c["v_thresh"].numpy(), (pop.size,))))
+            s.v_reset = _ptr(self._arr(np.broadcast_to(c["v_reset"].numpy(), (pop.size,))))
+            s.hold_steps = _ptr(self._arr(np.broadcast_to(c["hold_steps"].numpy(), (pop.size,)),
+                                          np.int32))
+            s.has_refractory = int(pop.has_refractory)
+            s.dt_ms = self.cn.network.dt_ms
+            s.vexp, _ = torch_exp_function(self.cn.config.precision)
+            s.vexp_mode = VML_MODE
         else:
             s.kind = 1
             for j, key in enumerate(("a", "b", "c", "d", "v_peak", "i_bias", "decay_exc",
@@ -412,63 +592,110 @@ class NativeEngine:
                 s.izh[j] = _ptr(c[key])
                 s.izh_n[j] = c[key].numel()
             s.dt_ms = self.cn.network.dt_ms
-        s.fired = _ptr(self._arr(np.zeros(trials * pop.size, dtype=np.int64), np.int64))
+        # one trial per kernel call: a fired list holds one trial's neurons
+        s.fired = _ptr(self._arr(np.zeros(pop.size, dtype=np.int64), np.int64))
         s.record = int(record)
 
     def _point_inputs(self, inp, first: int, stop: int, keep: list) -> None:
-        """Point currents and source step pointers at chunk offsets [first, stop)."""
+        """Point currents, source step pointers, rewards and PoissonInput drives at chunk
+        offsets [first, stop), in every lane."""
         for slot, name in enumerate(self.pop_names):
             cur = inp.currents.get(name)
-            if cur is None:
-                self.pops[slot].current = None
-                continue
-            arr = np.ascontiguousarray(cur[first:stop], dtype=self.np_dtype)
-            keep.append(arr)
-            self.pops[slot].current = arr.ctypes.data
+            ptr = None
+            if cur is not None:
+                arr = np.ascontiguousarray(cur[first:stop], dtype=self.np_dtype)
+                keep.append(arr)
+                ptr = arr.ctypes.data
+            for pops, _ in self._lane_structs:
+                pops[slot].current = ptr
         for slot, name in enumerate(self.src_names):
+            flat = np.ascontiguousarray(inp.source_flat[name], dtype=np.int64)
             ptr = np.ascontiguousarray(inp.source_ptr[name][first:stop + 1], dtype=np.int64)
-            keep.append(ptr)
-            self.srcs[slot].ptr = ptr.ctypes.data
+            keep += [flat, ptr]
+            for _, srcs in self._lane_structs:
+                srcs[slot].flat, srcs[slot].ptr = flat.ctypes.data, ptr.ctypes.data
         for slot, name in enumerate(self.mod_names):
             reward = np.ascontiguousarray(inp.rewards[name][first:stop], dtype=np.float64)
             keep.append(reward)
             self.mods[slot].reward = reward.ctypes.data
+        for slot, tinp in enumerate(self.inputs):
+            # the eager engine's own chunk of draws (TPoissonInput.at loads it)
+            step = inp.start + first
+            tinp.at(step)
+            drive = tinp.drive
+            assert drive.is_contiguous() and drive.dtype == self.cn.dtype
+            keep.append(drive)
+            row = step - tinp.chunk * POISSON_CHUNK_STEPS
+            self.inps[slot].drive = drive.data_ptr() + row * drive.stride(0) * \
+                drive.element_size()
+
+    def _pieces(self, inp, start: int, n_steps: int) -> list[tuple[int, int]]:
+        """Steps [start, start + n_steps) cut where a PoissonInput loads its next chunk of
+        draws: one kernel call never spans two."""
+        cuts = [start, start + n_steps]
+        if self.inputs:
+            first = (start // POISSON_CHUNK_STEPS + 1) * POISSON_CHUNK_STEPS
+            cuts[1:1] = range(first, start + n_steps, POISSON_CHUNK_STEPS)
+        return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+    def _drain(self, lanes: range, out: dict) -> None:
+        for lane in lanes:
+            for s, name, steps, flat in self._buffers[lane]:
+                out.setdefault(name, []).append(
+                    (steps[: s.out_count].copy(), flat[: s.out_count].copy()))
+                s.out_count = 0
+
+    def _raise_callback_error(self) -> None:
+        if self._callback_error is not None:
+            error, self._callback_error = self._callback_error, None
+            raise error
 
     def run(self, inp, start: int, n_steps: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Run steps [start, start + n_steps) of chunk ``inp``; returns recorded spikes per node
         as (steps, flat indices).
 
-        Trials are run one after another, each through all the steps: they never interact, and
-        one trial's state stays in cache where a whole batch's would not."""
-        offset = start - inp.start
-        keep: list = []
-        for slot, name in enumerate(self.src_names):
-            flat = np.ascontiguousarray(inp.source_flat[name], dtype=np.int64)
-            keep.append(flat)
-            self.srcs[slot].flat = flat.ctypes.data
+        Each kernel call runs one trial through all the steps (trials never interact, and one
+        trial's state stays in cache where a whole batch's would not): one trial after
+        another, split across threads ("network"), or several at once ("trials")."""
         out: dict[str, list] = {}
         trials = len(self.cn.config.seeds)
-        for trial in range(trials):
-            done = 0
-            while done < n_steps:
-                for s, _, _, _ in self._buffers:
-                    s.out_count = 0
-                self._point_inputs(inp, offset + done, offset + n_steps, keep)
-                ran = self.lib.evospike_run(
-                    self.pops, self.n_pops, self.srcs, self.n_srcs, self.projs, self.n_projs,
-                    self.mods, len(self.mod_names), ctypes.c_int64(start + done),
-                    ctypes.c_int64(n_steps - done), ctypes.c_int32(trial),
-                    ctypes.c_int32(trial + 1), self.homeos, self.n_homeos, self.metas,
-                    self.n_metas)
-                if self._callback_error is not None:
-                    error, self._callback_error = self._callback_error, None
-                    raise error
-                for s, name, steps, flat in self._buffers:
-                    out.setdefault(name, []).append(
-                        (steps[: s.out_count].copy(), flat[: s.out_count].copy()))
-                if ran == 0:
-                    raise RuntimeError("native kernel made no progress (recording buffer too "
-                                       "small)")
-                done += ran
-        return {name: (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+        for lo, hi in self._pieces(inp, start, n_steps):
+            keep: list = []
+            self._point_inputs(inp, lo - inp.start, hi - inp.start, keep)
+            n = hi - lo
+            if self.threading == "trials":
+                done = np.zeros(trials, np.int64)
+                while (done < n).any():
+                    before = int(done.sum())
+                    self.lib.evospike_run_batch(ctypes.addressof(self.lanes), len(self.lanes),
+                                                lo, n, trials, done.ctypes.data)
+                    self._raise_callback_error()
+                    self._drain(range(len(self.lanes)), out)
+                    if int(done.sum()) == before:
+                        raise RuntimeError("native kernel made no progress (recording buffer "
+                                           "too small)")
+                continue
+            for trial in range(trials):
+                done = 0
+                while done < n:
+                    ran = self.lib.evospike_run(ctypes.addressof(self.lanes), lo, done, n,
+                                                trial, self.threads)
+                    self._raise_callback_error()
+                    self._drain(range(1), out)
+                    if ran == 0:
+                        raise RuntimeError("native kernel made no progress (recording buffer "
+                                           "too small)")
+                    done += ran
+        empty = np.zeros(0, np.int64)
+        return {name: (np.concatenate([a for a, _ in parts] or [empty]),
+                       np.concatenate([b for _, b in parts] or [empty]))
                 for name, parts in out.items()}
+
+
+def _rows_sorted(indptr: np.ndarray, indices: np.ndarray) -> bool:
+    """Whether every CSR row lists its targets in ascending order (ties allowed)."""
+    if indices.size < 2:
+        return True
+    falls = np.flatnonzero(np.diff(indices.astype(np.int64)) < 0) + 1
+    # a fall is allowed only where a row starts
+    return bool(np.isin(falls, indptr).all())
