@@ -545,6 +545,30 @@ def test_browser_every_view_renders(browser, results_file, tmp_path, shots):
 
 @pytest.mark.slow
 @needs_browser
+def test_browser_connectivity_view_draws_the_changed_synapses(browser, tmp_path, shots):
+    """A structural-plasticity run's connectivity view in the page: both populations and the
+    drive as node groups, the synapses as edges, the time slider's marks at the changes."""
+    _, res = _structural_run()
+    path = tmp_path / "s.h5"
+    res.save(path)
+    server = _serve(build_app(Replay(InsightData(Results.load(path), str(path)))))
+    try:
+        browser.get(url_of(server))
+        data, notes = _plot_data(browser, "connectivity")
+        names = {t[1].split(" (")[0] for t in data}
+        assert {"inputs", "out", "drive", "synapse"} <= names, (data, notes)
+        c = res.connectivity["in->out"]
+        # every present synapse is drawn once, kept or grown at the last change, each as a
+        # segment (two points and a gap); + the 10 synapses of the static drive
+        drawn = sum(t[2] for t in data if t[1].split(" (")[0] in ("synapse", "grown"))
+        assert drawn == 3 * (int(c.counts[0, -1]) + 10), data
+        _shoot(browser, "connectivity", shots)
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.slow
+@needs_browser
 def test_browser_missing_data_is_a_message_in_the_page(browser):
     app = build_app(Replay(InsightData(make_results(traces=False, weights=False), "x.h5")))
     server = _serve(app)
