@@ -115,7 +115,8 @@ def big_network(n: int):
     return net
 
 
-def live(n_neurons: int = 100_000, steps: int = 5000, repeats: int = 2) -> dict:
+def live(n_neurons: int = 100_000, steps: int = 5000, repeats: int = 2,
+         every_steps: int = 1000) -> dict:
     from evospike.backends import get_backend
 
     net = big_network(n_neurons)
@@ -155,7 +156,7 @@ def live(n_neurons: int = 100_000, steps: int = 5000, repeats: int = 2) -> dict:
         poller = threading.Thread(target=page)
         poller.start()
         t0 = time.perf_counter()
-        run_live(runner, steps * dt, dt, feed, stats)
+        run_live(runner, steps * dt, dt, feed, stats, every_steps=every_steps)
         followed.append(time.perf_counter() - t0)
         stop.set()
         poller.join()
@@ -173,6 +174,7 @@ def main() -> None:
     torch.set_num_threads(1)
     fr = first_render()
     lv = live()
+    lv_fine = live(every_steps=250)  # `--insight-every 250`: a hand-over every 250 steps
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s)"
     print(f"Insight timings ({machine}, Python {platform.python_version()}, "
           f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')})\n")
@@ -187,6 +189,8 @@ def main() -> None:
           f"plain run | {lv['plain_s']:.2f} s |")
     print(f"| same run followed live ({lv['snapshots']} snapshots, page polling at 2 Hz) | "
           f"{lv['live_s']:.2f} s ({100 * lv['slowdown']:+.1f} %) |")
+    print(f"| same run followed live, hand-over every 250 steps ({lv_fine['snapshots']} "
+          f"snapshots) | {lv_fine['live_s']:.2f} s ({100 * lv_fine['slowdown']:+.1f} %) |")
     print(f"| one page redraw (every view, last 1000 ms), median / max | "
           f"{lv['refresh_s'] * 1e3:.0f} ms / {lv['refresh_max_s'] * 1e3:.0f} ms |")
 
