@@ -37,7 +37,7 @@ import torch
 from evospike.dynamics import IzhikevichStep, LinearStep
 from evospike.ir.network import Network
 from evospike.ir.neurons import LIF, CubaLIF, Izhikevich
-from evospike.realize import current_values, poisson_events
+from evospike.realize import current_values
 from evospike.results import Results
 from evospike.run_loop import CHUNK_STEPS, ResultsBuilder
 
@@ -52,6 +52,7 @@ from .compiler import (
     _t,
 )
 from .compiler import refusals as torch_refusals
+from .runner import source_spikes
 
 #: neuron models carried across ranks in this first version
 CARRIED_MODELS = (LIF, CubaLIF, Izhikevich)
@@ -239,20 +240,8 @@ class RankSim:
         start, n, dt = chunk * CHUNK_STEPS, CHUNK_STEPS, self.net.dt_ms
         self._chunk_sources = {}
         for src in self.sources.values():
-            all_steps, all_flat = [], []
-            for trial, seed in enumerate(self.seeds):
-                if src.fixed_steps is not None:
-                    lo, hi = np.searchsorted(src.fixed_steps, [start, start + n])
-                    steps, neurons = src.fixed_steps[lo:hi], src.fixed_neurons[lo:hi]
-                else:
-                    steps, neurons = poisson_events(src.node, seed, dt, start, n)
-                all_steps.append(steps)
-                all_flat.append(neurons + trial * src.size)
-            steps = np.concatenate(all_steps)
-            flat = np.concatenate(all_flat)
-            order = np.argsort(steps, kind="stable")
-            ptr = np.searchsorted(steps[order], np.arange(start, start + n + 1))
-            self._chunk_sources[src.name] = (torch.as_tensor(flat[order]), ptr)
+            flat, ptr = source_spikes(src, self.seeds, dt, start, n)
+            self._chunk_sources[src.name] = (torch.as_tensor(flat), ptr)
         self._chunk_currents = {}
         for name, pop in self.pops.items():
             if pop.currents:

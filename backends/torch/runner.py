@@ -19,6 +19,24 @@ from .connectivity import ConnectivityRecorder
 from .processes import TModulator
 
 
+def source_spikes(src, seeds, dt_ms: float, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The spikes of compiled source ``src`` in steps [start, start + n) of every trial (one
+    per seed): flat indices ``trial * size + neuron`` in step order, and pointers (n + 1,) so
+    that step ``start + k``'s spikes are ``flat[ptr[k]:ptr[k + 1]]``."""
+    all_steps, all_flat = [], []
+    for trial, seed in enumerate(seeds):
+        if src.fixed_steps is not None:
+            lo, hi = np.searchsorted(src.fixed_steps, [start, start + n])
+            steps, neurons = src.fixed_steps[lo:hi], src.fixed_neurons[lo:hi]
+        else:
+            steps, neurons = poisson_events(src.node, seed, dt_ms, start, n)
+        all_steps.append(steps)
+        all_flat.append(neurons + trial * src.size)
+    steps = np.concatenate(all_steps)
+    flat = np.concatenate(all_flat)
+    order = np.argsort(steps, kind="stable")
+    return flat[order], np.searchsorted(steps[order], np.arange(start, start + n + 1))
+
 @dataclass
 class _Recorder:
     #: per node, chunks of (steps, flat) with flat = trial * size + neuron
@@ -76,20 +94,7 @@ class TorchRunner:
         dt = cn.network.dt_ms
         flat, ptr = {}, {}
         for src in cn.sources.values():
-            all_steps, all_flat = [], []
-            for trial, seed in enumerate(cn.config.seeds):
-                if src.fixed_steps is not None:
-                    lo, hi = np.searchsorted(src.fixed_steps, [start, start + n])
-                    steps, neurons = src.fixed_steps[lo:hi], src.fixed_neurons[lo:hi]
-                else:
-                    steps, neurons = poisson_events(src.node, seed, dt, start, n)
-                all_steps.append(steps)
-                all_flat.append(neurons + trial * src.size)
-            steps = np.concatenate(all_steps)
-            f = np.concatenate(all_flat)
-            order = np.argsort(steps, kind="stable")
-            flat[src.name] = f[order]
-            ptr[src.name] = np.searchsorted(steps[order], np.arange(start, start + n + 1))
+            flat[src.name], ptr[src.name] = source_spikes(src, cn.config.seeds, dt, start, n)
         currents = {}
         for pop in cn.populations.values():
             if pop.currents:
